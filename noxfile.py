@@ -1,0 +1,57 @@
+"""The sessions people run: `nox` runs the tests; `nox -l` lists the rest.
+
+Every session's virtualenv sees the system site-packages, so a torch that is already installed
+(course machines and CI install the CPU build, `pip install torch==2.13.0`) is reused instead of
+downloading another; on a machine without torch, `pip install -e .` brings the default build
+(CUDA on Linux). Virtualenvs are reused between runs.
+"""
+
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests"]
+
+ROOT = Path(__file__).parent
+SHARED_NAMES = ROOT.parent / "shared" / "data" / "names.txt"  # the course's copy, beside the repo
+VENV = {"venv_params": ["--system-site-packages"]}
+
+
+def install(session: nox.Session, *extras: str) -> None:
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-e", spec)
+
+
+def names_env() -> dict:
+    """Point the project at the course's copy of names.txt when it lies beside the repo."""
+    return {"MAKEMORE_NAMES": str(SHARED_NAMES)} if SHARED_NAMES.is_file() else {}
+
+
+@nox.session(**VENV)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (pass pytest options after --, e.g. `nox -- -k layers`)."""
+    install(session, "test")
+    session.run("pytest", *session.posargs, env=names_env())
+
+
+@nox.session(**VENV)
+def train(session: nox.Session) -> None:
+    """Train a stage: `nox -s train -- 4 --steps 20000` (see `makemore train --help`)."""
+    install(session)
+    session.run("makemore", "train", *(session.posargs or ["1"]), env=names_env())
+
+
+@nox.session(**VENV)
+def reproduce(session: nox.Session) -> None:
+    """Train all six stages with the full recipe, in parallel; write docs/results.md."""
+    install(session)
+    session.run("makemore", "reproduce", "--out", "docs/results.md", *session.posargs, env=names_env())
+
+
+@nox.session(**VENV)
+def bench(session: nox.Session) -> None:
+    """Time per step: the trainer against the lecture's plain loop, measured in the same run."""
+    install(session)
+    session.run("python", "benchmarks/trainer_vs_lecture_loop.py", *session.posargs, env=names_env())

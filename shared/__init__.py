@@ -1,0 +1,1 @@
+"""The library every stage uses: layers, data, configs, trainer, sampling, checkpoints, plots."""

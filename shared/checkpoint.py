@@ -1,0 +1,56 @@
+"""Checkpoints: the model's tensors, the configs that made it, and what it measured.
+
+Only tensors, numbers and strings are stored, so a checkpoint loads with `weights_only=True`
+(no code from the file runs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from .config import ModelConfig, TrainConfig
+from .layers import Module
+
+FORMAT = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, unreadable, or not for this model."""
+
+
+def save(path: str | Path, model: Module, model_config: ModelConfig, train_config: TrainConfig,
+         metrics: dict, losses: torch.Tensor | None = None, **extra) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({
+        "format": FORMAT,
+        "state": {name: t.detach().cpu() for name, t in model.state().items()},
+        "model_config": asdict(model_config),
+        "train_config": asdict(train_config),
+        "metrics": dict(metrics),
+        "losses": None if losses is None else losses.detach().cpu(),
+        "torch_version": str(torch.__version__),
+        **extra,
+    }, path)
+    return path
+
+
+def load(path: str | Path) -> dict:
+    """The checkpoint as a dict; its configs as ModelConfig and TrainConfig."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if ckpt.get("format") != FORMAT:
+            raise CheckpointError(f"{path} has checkpoint format {ckpt.get('format')}, expected {FORMAT}")
+        ckpt["model_config"] = ModelConfig(**ckpt["model_config"])
+        ckpt["train_config"] = TrainConfig(**ckpt["train_config"])
+    except CheckpointError:
+        raise
+    except Exception as err:  # a truncated file, a pickle of something else, a foreign dict
+        raise CheckpointError(f"{path} is not a readable checkpoint: {err}") from err
+    return ckpt

@@ -1,0 +1,157 @@
+"""The dataset: names.txt, its vocabulary, the lecture's split, and context windows.
+
+Where names.txt comes from, first match wins:
+1. a path given to `load_words(path)`;
+2. the file that the environment variable MAKEMORE_NAMES names (any names file: an instructor's
+   private set, the course's copy);
+3. `data/names.txt` in the project, fetched from upstream on first use; its sha256 is verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import string
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
+NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
+NAMES_ENV = "MAKEMORE_NAMES"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+
+CHARS = "." + string.ascii_lowercase  # '.' (index 0) marks both the start and the end of a name
+STOI = {ch: i for i, ch in enumerate(CHARS)}
+ITOS = dict(enumerate(CHARS))
+VOCAB_SIZE = len(CHARS)  # 27
+SPLITS = ("train", "val", "test")
+
+
+class DataError(Exception):
+    """The names file is missing, corrupt, or not a list of a..z names."""
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def fetch_names(dest: Path, url: str = NAMES_URL, expected_sha256: str = NAMES_SHA256) -> Path:
+    """Download names.txt to `dest`, verifying its checksum before it lands there."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            payload = response.read()
+    except OSError as err:
+        raise DataError(
+            f"names.txt is not at {dest} and could not be fetched from {url} ({err}).\n"
+            f"Either connect to the internet and run again (it is fetched once, then kept in {dest.parent}/),\n"
+            f"or point {NAMES_ENV} at a copy: export {NAMES_ENV}=/path/to/names.txt"
+        ) from err
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != expected_sha256:
+        raise DataError(f"the file fetched from {url} has sha256 {digest}, expected {expected_sha256}; "
+                        f"nothing was saved. Try again, or set {NAMES_ENV} to a copy you trust.")
+    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:  # atomic: no half-written file
+        tmp.write(payload)
+    os.replace(tmp.name, dest)
+    return dest
+
+
+def names_path(data_dir: Path = DATA_DIR, url: str = NAMES_URL) -> Path:
+    """The names file to read: $MAKEMORE_NAMES if set, else data/names.txt (fetched, verified)."""
+    if os.environ.get(NAMES_ENV):
+        path = Path(os.environ[NAMES_ENV]).expanduser()
+        if not path.is_file():
+            raise DataError(f"{NAMES_ENV} names {path}, which is not a file. Fix the path, or unset "
+                            f"{NAMES_ENV} to fetch names.txt into {data_dir}/.")
+        return path
+    path = Path(data_dir) / "names.txt"
+    if not path.exists():
+        return fetch_names(path, url)
+    if (digest := sha256(path)) != NAMES_SHA256:
+        raise DataError(f"{path} has sha256 {digest}, expected {NAMES_SHA256}: the file is corrupt or "
+                        f"not the course's names.txt. Delete it to fetch it again, or set {NAMES_ENV} "
+                        f"to use another names file on purpose.")
+    return path
+
+
+def parse_words(text: str, source: str = "names file") -> list[str]:
+    """One name a line, a..z only; blank lines are skipped. Anything else is an error."""
+    words = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        word = line.strip()
+        bad = sorted(set(word) - set(string.ascii_lowercase))
+        if bad:
+            raise DataError(f"{source}, line {lineno}: {word!r} has characters outside a..z: {bad}. "
+                            f"The vocabulary is fixed ('.' and a..z); clean the file rather than change it.")
+        if word:
+            words.append(word)
+    if not words:
+        raise DataError(f"{source} holds no names: it is empty.")
+    return words
+
+
+def load_words(path: str | Path | None = None) -> list[str]:
+    path = Path(path) if path is not None else names_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text ({err}).") from err
+    return parse_words(text, source=str(path))
+
+
+def split_words(words: list[str], seed: int = 42) -> dict[str, list[str]]:
+    """The lecture's split: `random.seed(42); random.shuffle(words)`, then 80% / 10% / 10%."""
+    words = list(words)
+    random.Random(seed).shuffle(words)
+    n1, n2 = int(0.8 * len(words)), int(0.9 * len(words))
+    return {"train": words[:n1], "val": words[n1:n2], "test": words[n2:]}
+
+
+def build_dataset(words: list[str], block_size: int) -> tuple[Tensor, Tensor]:
+    """Every (context, next character) pair: X (N, block_size) int64, Y (N,) int64."""
+    if block_size < 1:
+        raise ValueError(f"block_size must be at least 1, got {block_size}")
+    X, Y = [], []
+    for w in words:
+        context = [0] * block_size  # start with '.' padding
+        for ch in w + ".":
+            ix = STOI[ch]
+            X.append(context)
+            Y.append(ix)
+            context = context[1:] + [ix]  # crop and append
+    return torch.tensor(X, dtype=torch.long).view(-1, block_size), torch.tensor(Y, dtype=torch.long)
+
+
+@dataclass
+class Splits:
+    """The three splits as tensors on one device: `splits["val"]` -> (X, Y)."""
+
+    train: tuple[Tensor, Tensor]
+    val: tuple[Tensor, Tensor]
+    test: tuple[Tensor, Tensor]
+
+    def __getitem__(self, split: str) -> tuple[Tensor, Tensor]:
+        if split not in SPLITS:
+            raise KeyError(f"unknown split {split!r}; choose one of {SPLITS}")
+        return getattr(self, split)
+
+
+def load_splits(block_size: int, path: str | Path | None = None, seed: int = 42, device=None) -> Splits:
+    words = split_words(load_words(path), seed)
+    tensors = {}
+    for split in SPLITS:
+        X, Y = build_dataset(words[split], block_size)
+        tensors[split] = (X.to(device), Y.to(device))
+    return Splits(**tensors)
+
+
+def decode(ix: list[int]) -> str:
+    return "".join(ITOS[i] for i in ix)

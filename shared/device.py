@@ -1,0 +1,20 @@
+"""Which device a run uses."""
+
+from __future__ import annotations
+
+import torch
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" -> CUDA if available, else CPU; any other name is checked to exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)  # raises on a malformed name
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for, but this torch build sees no CUDA GPU "
+                           f"(torch {torch.__version__}). Use --device cpu, or install a CUDA build of torch.")
+    return device
+
+
+def model_device(model) -> torch.device:
+    return model.parameters()[0].device

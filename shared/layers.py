@@ -1,0 +1,216 @@
+"""The layers of the lecture, written from scratch with its API.
+
+Every layer is a callable object with `parameters()`, a `training` flag, and the last output kept
+in `.out` (the lecture plots activation statistics from it). Unlike the lecture, each layer is
+built for a device and a dtype, and every tensor it creates lives there.
+
+Initial values are drawn from torch's default CPU generator and then moved to the device, so a
+seed gives the same model on every device (CUDA's generator would draw other numbers).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def randn(*shape: int, device=None, dtype=None) -> Tensor:
+    return torch.randn(shape, dtype=dtype).to(device)
+
+
+class Module:
+    """What every layer shares: the mode flag, parameters, and a state to save and load."""
+
+    training = True
+    state_names: tuple[str, ...] = ()  # attributes that make up the layer's state
+
+    def __call__(self, x: Tensor) -> Tensor:
+        self.out = self.forward(x)
+        return self.out
+
+    def forward(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def parameters(self) -> list[Tensor]:
+        return []
+
+    def children(self) -> list[Module]:
+        return []
+
+    def modules(self):
+        yield self
+        for child in self.children():
+            yield from child.modules()
+
+    def train(self, mode: bool = True) -> Module:
+        for module in self.modules():
+            module.training = mode
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def state(self) -> dict[str, Tensor]:
+        """Every tensor that defines the model (parameters and running statistics), by name."""
+        own = {name: getattr(self, name) for name in self.state_names}
+        for i, child in enumerate(self.children()):
+            own.update({f"{i}.{name}": t for name, t in child.state().items()})
+        return {name: t for name, t in own.items() if t is not None}
+
+    def load_state(self, state: dict[str, Tensor]) -> None:
+        """Set the tensors that `state()` names; running statistics may change shape."""
+        expected = set(self.state())
+        if set(state) != expected:
+            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+            raise ValueError(f"state does not fit this model: missing {missing}, unexpected {extra}")
+        self._assign(state)
+
+    def _assign(self, state: dict[str, Tensor]) -> None:
+        for name in self.state_names:
+            if name in state:
+                old = getattr(self, name)
+                setattr(self, name, state[name].to(old.device, old.dtype).requires_grad_(old.requires_grad))
+        for i, child in enumerate(self.children()):
+            prefix = f"{i}."
+            child._assign({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
+
+class Linear(Module):
+    """y = x @ W + b, with W of shape (fan_in, fan_out) drawn as randn / sqrt(fan_in)."""
+
+    state_names = ("weight", "bias")
+
+    def __init__(self, fan_in: int, fan_out: int, bias: bool = True, device=None, dtype=None):
+        self.weight = randn(fan_in, fan_out, device=device, dtype=dtype) / fan_in**0.5  # kaiming-like
+        self.bias = torch.zeros(fan_out, device=device, dtype=dtype) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:  # (..., fan_in) -> (..., fan_out)
+        if x.shape[-1] != self.weight.shape[0]:
+            raise ValueError(f"Linear expects {self.weight.shape[0]} input features, got shape {tuple(x.shape)}")
+        out = x @ self.weight
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+    def parameters(self) -> list[Tensor]:
+        return [self.weight] + ([] if self.bias is None else [self.bias])
+
+
+class BatchNorm1d(Module):
+    """Batch normalization with the lecture's math.
+
+    Differences from torch.nn.BatchNorm1d, on purpose:
+    - training mode normalizes with `var()`, the *unbiased* variance (torch uses the biased one);
+    - features are in the last dim, so 3-D input is (B, T, C), not torch's (B, C, T);
+    - running statistics take the shape of the batch statistics: (1, C) for 2-D input.
+
+    `reduce_time` picks the dims a 3-D input is reduced over. True (the fix, stage 5) reduces over
+    (0, 1), batch and positions, and keeps running stats of shape (1, 1, C). False reproduces the
+    lecture's stage-4 bug: it reduces over dim 0 only, so each position gets its own statistics,
+    of shape (1, T, C).
+    """
+
+    state_names = ("gamma", "beta", "running_mean", "running_var")
+
+    def __init__(self, dim: int, eps: float = 1e-5, momentum: float = 0.1, reduce_time: bool = True,
+                 device=None, dtype=None):
+        self.eps, self.momentum, self.reduce_time = eps, momentum, reduce_time
+        self.gamma = torch.ones(dim, device=device, dtype=dtype)  # trained with backprop
+        self.beta = torch.zeros(dim, device=device, dtype=dtype)
+        self.running_mean = torch.zeros(dim, device=device, dtype=dtype)  # trained with a running update
+        self.running_var = torch.ones(dim, device=device, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim not in (2, 3) or x.shape[-1] != self.gamma.shape[0]:
+            raise ValueError(f"BatchNorm1d({self.gamma.shape[0]}) expects (B, C) or (B, T, C) input "
+                             f"with C = {self.gamma.shape[0]}, got shape {tuple(x.shape)}")
+        if self.training:
+            over_time = x.ndim == 3 and self.reduce_time
+            dims = (0, 1) if over_time else 0
+            if x.shape[0] * (x.shape[1] if over_time else 1) < 2:  # values behind each statistic
+                raise ValueError(f"BatchNorm1d needs more than one value per feature in training mode (the "
+                                 f"variance of one number is undefined); got shape {tuple(x.shape)}. Use a "
+                                 f"larger batch, or call model.eval() to use the running statistics.")
+            xmean = x.mean(dims, keepdim=True)  # batch mean
+            xvar = x.var(dims, keepdim=True)  # batch variance (unbiased, as in the lecture)
+        else:
+            xmean, xvar = self.running_mean, self.running_var
+        xhat = (x - xmean) / torch.sqrt(xvar + self.eps)  # normalize to unit variance
+        out = self.gamma * xhat + self.beta
+        if self.training:
+            with torch.no_grad():
+                self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * xmean
+                self.running_var = (1 - self.momentum) * self.running_var + self.momentum * xvar
+        return out
+
+    def parameters(self) -> list[Tensor]:
+        return [self.gamma, self.beta]
+
+
+class Tanh(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.tanh(x)
+
+
+class Embedding(Module):
+    """A lookup table: integer tokens (B, T) -> vectors (B, T, C)."""
+
+    state_names = ("weight",)
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, device=None, dtype=None):
+        self.weight = randn(num_embeddings, embedding_dim, device=device, dtype=dtype)
+
+    def forward(self, ix: Tensor) -> Tensor:
+        if ix.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"Embedding expects integer token ids, got dtype {ix.dtype}")
+        return self.weight[ix]
+
+    def parameters(self) -> list[Tensor]:
+        return [self.weight]
+
+
+class Flatten(Module):
+    """(B, T, C) -> (B, T * C): concatenate the embeddings of a context."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.view(x.shape[0], -1)
+
+
+class FlattenConsecutive(Module):
+    """(B, T, C) -> (B, T // n, C * n): concatenate n consecutive positions, within each example.
+
+    The lecture drops the middle dim when it becomes 1, so the top of the hierarchy is (B, C * n).
+    """
+
+    def __init__(self, n: int):
+        if n < 1:
+            raise ValueError(f"FlattenConsecutive needs n >= 1, got {n}")
+        self.n = n
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 3 or x.shape[1] % self.n:
+            raise ValueError(f"FlattenConsecutive({self.n}) expects (B, T, C) input with T divisible by "
+                             f"{self.n}, got shape {tuple(x.shape)}")
+        B, T, C = x.shape
+        x = x.view(B, T // self.n, C * self.n)
+        if x.shape[1] == 1:
+            x = x.squeeze(1)
+        return x
+
+
+class Sequential(Module):
+    """Layers called one after another."""
+
+    def __init__(self, layers: list[Module]):
+        self.layers = list(layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def children(self) -> list[Module]:
+        return self.layers
+
+    def parameters(self) -> list[Tensor]:
+        return [p for layer in self.layers for p in layer.parameters()]

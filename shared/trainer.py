@@ -1,0 +1,108 @@
+"""One trainer for every stage: the lecture's loop, minus its per-step overheads.
+
+The math is the lecture's: a minibatch drawn with torch.randint, cross-entropy, backward, and plain
+SGD `p -= lr * p.grad`. What it avoids: a Python loop over parameters (one foreach update instead)
+and reading the loss back every step (a `.item()` is a device sync; losses are read once per 1000).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .config import ModelConfig, TrainConfig
+from .data import SPLITS, Splits
+from .device import model_device, resolve_device
+from .layers import Module
+from .plots import save_loss_plot
+
+LOG_EVERY = 1000  # steps between reads of the loss (progress bar, loss log)
+
+
+def train(model: Module, X: Tensor, Y: Tensor, config: TrainConfig, progress: bool = True,
+          desc: str = "train") -> Tensor:
+    """Train `model` in place on (X, Y); returns the loss of every step, shape (steps,).
+
+    Batches come from torch's default CPU generator, so that a seed gives the same batches on
+    every device: seed it (the stages do, before building the model) for a reproducible run.
+    """
+    device = model_device(model)
+    params = model.parameters()
+    for p in params:
+        p.requires_grad_(True)
+    model.train()
+    losses = torch.empty(config.steps, device=device)
+    pending: list[Tensor] = []
+    with tqdm(total=config.steps, desc=desc, disable=not progress, unit="step", smoothing=0.1) as bar:
+        for step in range(config.steps):
+            ix = torch.randint(0, X.shape[0], (config.batch_size,)).to(device)
+            logits = model(X[ix])  # (B, vocab_size)
+            loss = F.cross_entropy(logits, Y[ix])
+            for p in params:
+                p.grad = None
+            loss.backward()
+            with torch.no_grad():
+                torch._foreach_add_(params, [p.grad for p in params], alpha=-config.lr_at(step))
+            pending.append(loss.detach())
+            if len(pending) == LOG_EVERY or step == config.steps - 1:
+                chunk = torch.stack(pending)
+                losses[step + 1 - len(pending): step + 1] = chunk
+                bar.update(len(pending))
+                bar.set_postfix(loss=f"{chunk.mean().item():.4f}", lr=config.lr_at(step))
+                pending.clear()
+    return losses
+
+
+@torch.no_grad()
+def evaluate(model: Module, X: Tensor, Y: Tensor, batch_size: int = 8192) -> float:
+    """Mean cross-entropy over (X, Y) in eval mode (BatchNorm uses its running statistics)."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), device=model_device(model), dtype=torch.float64)
+    for i in range(0, X.shape[0], batch_size):
+        logits = model(X[i:i + batch_size])
+        total += F.cross_entropy(logits, Y[i:i + batch_size], reduction="sum").double()
+    model.train(was_training)
+    return (total / X.shape[0]).item()
+
+
+@dataclass
+class Run:
+    """What `run` leaves: the trained model, its metrics, the loss of every step, the time it took."""
+
+    model: Module
+    metrics: dict[str, float]  # {"train": ..., "val": ..., "test": ...}
+    losses: Tensor  # (steps,)
+    seconds: float  # training time only (evaluation excluded)
+    checkpoint: Path | None = None
+
+
+def run(build_model: Callable[..., Module], model_config: ModelConfig, train_config: TrainConfig,
+        splits: Splits, out_dir: str | Path | None = None, name: str = "model", progress: bool = True,
+        eval_splits: tuple[str, ...] = SPLITS, **checkpoint_extra) -> Run:
+    """The whole recipe: seed, build, train, evaluate the splits, then save checkpoint and plot."""
+    device = resolve_device(train_config.device)
+    torch.manual_seed(train_config.seed)
+    model = build_model(model_config, device=device)
+    X, Y = (t.to(device) for t in splits.train)
+    start = time.perf_counter()
+    losses = train(model, X, Y, train_config, progress=progress, desc=name)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    metrics = {split: evaluate(model, *(t.to(device) for t in splits[split])) for split in eval_splits}
+    result = Run(model, metrics, losses, seconds)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        result.checkpoint = checkpoint.save(out_dir / "checkpoint.pt", model, model_config, train_config,
+                                            metrics, losses, seconds=seconds, **checkpoint_extra)
+        save_loss_plot(losses, out_dir / "loss.png", title=f"{name}: training loss")
+    return result

@@ -1,0 +1,75 @@
+"""The six stages of the lecture, one package each, all with the same face.
+
+A stage package has `CONFIG` (a ModelConfig), `build_model(config, device, dtype)`, `LECTURE`
+(the lecture's parameter count and losses) and a LESSON.md. Everything else (training, evaluation,
+sampling, checkpoints) is shared and lives in `makemore_wavenet.shared`.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from types import ModuleType
+
+from makemore_wavenet.shared import checkpoint
+from makemore_wavenet.shared.data import load_splits
+from makemore_wavenet.shared.device import resolve_device
+from makemore_wavenet.shared.config import TrainConfig
+from makemore_wavenet.shared.layers import Module
+from makemore_wavenet.shared.trainer import Run, run
+
+from . import (stage1_baseline_mlp, stage2_pytorchified, stage3_block_size_8, stage4_hierarchical,
+               stage5_batchnorm_fix, stage6_scaled_up)
+
+STAGES: dict[int, ModuleType] = {
+    1: stage1_baseline_mlp,
+    2: stage2_pytorchified,
+    3: stage3_block_size_8,
+    4: stage4_hierarchical,
+    5: stage5_batchnorm_fix,
+    6: stage6_scaled_up,
+}
+RUNS_DIR = Path("runs")
+
+
+def get_stage(number: int) -> ModuleType:
+    if number not in STAGES:
+        raise ValueError(f"there is no stage {number}; the stages are {', '.join(map(str, STAGES))}")
+    return STAGES[number]
+
+
+def title(number: int) -> str:
+    """The stage's short name, from its package name: 'block size 8' for stage3_block_size_8."""
+    return get_stage(number).__name__.rsplit(".", 1)[-1].split("_", 1)[1].replace("_", " ")
+
+
+def lesson(number: int) -> str:
+    return resources.files(get_stage(number)).joinpath("LESSON.md").read_text(encoding="utf-8")
+
+
+def count_parameters(model: Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def checkpoint_path(number: int, runs_dir: str | Path = RUNS_DIR) -> Path:
+    return Path(runs_dir) / f"stage{number}" / "checkpoint.pt"
+
+
+def train_stage(number: int, config: TrainConfig = TrainConfig(), names: str | Path | None = None,
+                runs_dir: str | Path | None = RUNS_DIR, progress: bool = True) -> Run:
+    """Train a stage with the recipe in `config`; checkpoint and loss plot go to runs_dir/stageN/."""
+    stage = get_stage(number)
+    splits = load_splits(stage.CONFIG.block_size, path=names)
+    out_dir = None if runs_dir is None else checkpoint_path(number, runs_dir).parent
+    return run(stage.build_model, stage.CONFIG, config, splits, out_dir=out_dir, name=f"stage {number}",
+               progress=progress, stage=number)
+
+
+def load_model(path: str | Path, device: str = "auto") -> tuple[Module, dict]:
+    """The trained model in a stage checkpoint, on `device`, in eval mode; and the checkpoint."""
+    ckpt = checkpoint.load(path)
+    if ckpt.get("stage") not in STAGES:
+        raise checkpoint.CheckpointError(f"{path} names no known stage (stage={ckpt.get('stage')!r})")
+    model = get_stage(ckpt["stage"]).build_model(ckpt["model_config"], device=resolve_device(device))
+    model.load_state(ckpt["state"])
+    return model.eval(), ckpt

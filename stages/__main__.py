@@ -1,0 +1,156 @@
+"""Command line for the stages: list, lesson, train, evaluate, sample.
+
+    makemore train 4 --steps 20000 --device cuda
+    makemore evaluate 6
+    makemore sample 6 -n 20
+
+(`python -m makemore_wavenet.stages ...` is the same command.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import fields
+
+from tabulate import tabulate
+
+from makemore_wavenet.shared.checkpoint import CheckpointError
+from makemore_wavenet.shared.config import TrainConfig
+from makemore_wavenet.shared.data import SPLITS, DataError, load_splits
+from makemore_wavenet.shared.device import model_device
+from makemore_wavenet.shared.sampling import sample
+from makemore_wavenet.shared.trainer import evaluate
+
+from . import RUNS_DIR, STAGES, checkpoint_path, count_parameters, get_stage, lesson, load_model, title, train_stage
+
+DEFAULTS = TrainConfig()
+
+
+def cmd_list(args) -> None:
+    rows = []
+    for n, stage in STAGES.items():
+        c = stage.CONFIG
+        rows.append([n, title(n), c.block_size, c.n_embd, c.n_hidden,
+                     f"{count_parameters(stage.build_model(c, device='meta')):,}", stage.LECTURE["val"]])
+    print(tabulate(rows, ["stage", "what", "block", "n_embd", "n_hidden", "params", "lecture val"]))
+
+
+def cmd_lesson(args) -> None:
+    print(lesson(args.stage))
+
+
+def cmd_train(args) -> None:
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    result = train_stage(args.stage, config, names=args.names, runs_dir=args.runs)
+    print(tabulate([[split, f"{loss:.4f}"] for split, loss in result.metrics.items()], ["split", "loss"]))
+    print(f"trained {config.steps:,} steps in {result.seconds:.1f} s "
+          f"({1e3 * result.seconds / config.steps:.3f} ms/step); checkpoint and loss plot in "
+          f"{result.checkpoint.parent}/")
+    print("samples:", " ".join(sample(result.model, get_stage(args.stage).CONFIG.block_size, n=10)))
+
+
+def cmd_evaluate(args) -> None:
+    model, ckpt = load_model(args.checkpoint or checkpoint_path(args.stage, args.runs), args.device)
+    _check_stage(ckpt, args.stage)
+    splits = load_splits(ckpt["model_config"].block_size, path=args.names, device=model_device(model))
+    rows = [[split, f"{evaluate(model, *splits[split]):.4f}"] for split in args.split]
+    print(tabulate(rows, ["split", "loss"]))
+
+
+def cmd_sample(args) -> None:
+    model, ckpt = load_model(args.checkpoint or checkpoint_path(args.stage, args.runs), args.device)
+    _check_stage(ckpt, args.stage)
+    print("\n".join(sample(model, ckpt["model_config"].block_size, n=args.n, seed=args.seed)))
+
+
+def cmd_reproduce(args) -> None:
+    from .reproduce import reproduce, results_markdown, results_table, write_results
+
+    config = TrainConfig(steps=args.steps, device=args.device)
+    jobs = args.jobs or os.cpu_count() or 1
+    rows, wall = reproduce(args.stages, config, jobs=jobs, names=args.names, runs_dir=args.runs)
+    print(results_table(rows, tablefmt="simple"))
+    print(f"wall time: {wall:.1f} s for {len(rows)} stages on {jobs} processes")
+    if args.out:
+        print(f"table written to {write_results(args.out, results_markdown(rows, config, wall, jobs))}")
+
+
+def _check_stage(ckpt: dict, stage: int) -> None:
+    if ckpt["stage"] != stage:
+        raise CheckpointError(f"that checkpoint is of stage {ckpt['stage']}, not stage {stage}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="makemore", description="Train, evaluate and sample the six stages "
+                                     "of makemore part 5, from the baseline MLP to the WaveNet.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="examples:\n  makemore list\n  makemore train 4 --steps 20000\n"
+                                     "  makemore evaluate 6\n  makemore sample 6 -n 20")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func, help: str, stage: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        if stage:
+            p.add_argument("stage", type=int, choices=list(STAGES), help="stage number")
+        p.set_defaults(func=func)
+        return p
+
+    add("list", cmd_list, "list the stages with their sizes", stage=False)
+    add("lesson", cmd_lesson, "print a stage's lesson text")
+
+    p = add("train", cmd_train, "train a stage (the lecture's recipe by default)")
+    p.add_argument("--steps", type=int, default=DEFAULTS.steps, help="training steps")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="examples per step")
+    p.add_argument("--lr", type=float, default=DEFAULTS.lr, help="learning rate before the decay")
+    p.add_argument("--lr-final", type=float, default=DEFAULTS.lr_final, help="learning rate after the decay")
+    p.add_argument("--decay-at", type=float, default=DEFAULTS.decay_at, help="fraction of the steps after "
+                   "which the learning rate drops to --lr-final")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for the model's init and the batches")
+    p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--names", help="names file to train on (default: $MAKEMORE_NAMES, else data/names.txt, "
+                   "fetched on first use)")
+    p.add_argument("--runs", default=str(RUNS_DIR), help="where checkpoints go (RUNS/stageN/)")
+
+    p = add("reproduce", cmd_reproduce, "train several stages in parallel and tabulate them beside the "
+            "lecture's numbers", stage=False)
+    p.add_argument("--stages", type=int, nargs="+", choices=list(STAGES), default=list(STAGES), help="which stages")
+    p.add_argument("--steps", type=int, default=DEFAULTS.steps, help="training steps per stage")
+    p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: one per core)")
+    p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, ...")
+    p.add_argument("--names", help="names file (default: $MAKEMORE_NAMES, else data/names.txt)")
+    p.add_argument("--runs", default=str(RUNS_DIR), help="where checkpoints go (RUNS/stageN/)")
+    p.add_argument("--out", help="write the table as Markdown to this file")
+
+    for name, func, help in [("evaluate", cmd_evaluate, "loss of a trained stage on the splits"),
+                             ("sample", cmd_sample, "generate names from a trained stage")]:
+        p = add(name, func, help)
+        p.add_argument("--checkpoint", help="checkpoint file (default: RUNS/stageN/checkpoint.pt)")
+        p.add_argument("--runs", default=str(RUNS_DIR), help="where `train` put the checkpoints")
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+        if name == "evaluate":
+            p.add_argument("--split", nargs="+", choices=SPLITS, default=list(SPLITS), help="splits to evaluate")
+            p.add_argument("--names", help="names file (default: as for train)")
+        else:
+            p.add_argument("-n", type=int, default=20, help="how many names")
+            p.add_argument("--seed", type=int, default=42, help="sampling seed")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (DataError, CheckpointError, ValueError) as err:
+        hint = ""
+        if isinstance(err, CheckpointError) and "no checkpoint" in str(err):
+            hint = f"\nTrain it first: makemore train {args.stage}"
+        print(f"makemore: error: {err}{hint}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Reproduce the lecture's table: train every stage with the full recipe, in parallel processes.
+
+Each stage trains in its own process with one thread (these models are too small to gain from
+intra-op threads), so N cores train N stages at once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+from tabulate import tabulate
+from tqdm.auto import tqdm
+
+from makemore_wavenet.shared.config import TrainConfig
+from makemore_wavenet.shared.layers import BatchNorm1d
+
+from . import STAGES, count_parameters, get_stage, title, train_stage
+
+
+def _train_one(number: int, config: TrainConfig, names, runs_dir) -> dict:
+    torch.set_num_threads(1)
+    result = train_stage(number, config, names=names, runs_dir=runs_dir, progress=False)
+    running_means = [tuple(m.running_mean.shape) for m in result.model.modules() if isinstance(m, BatchNorm1d)]
+    return {"stage": number, "params": count_parameters(result.model), "seconds": result.seconds,
+            "running_mean": running_means[0], **result.metrics}
+
+
+def reproduce(stages=tuple(STAGES), config: TrainConfig = TrainConfig(), jobs: int | None = None,
+              names=None, runs_dir="runs") -> tuple[list[dict], float]:
+    """Train `stages` (in parallel, largest first); returns one row per stage and the wall time."""
+    jobs = jobs or os.cpu_count() or 1
+    config = replace(config, device="cpu") if config.device == "auto" and jobs > 1 else config
+    order = sorted(stages, key=lambda n: -count_parameters(get_stage(n).build_model(get_stage(n).CONFIG,
+                                                                                     device="meta")))
+    start, rows = time.perf_counter(), []
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_train_one, n, config, names, runs_dir) for n in order]
+        with tqdm(total=len(futures), desc=f"{len(order)} stages on {jobs} processes", unit="stage") as bar:
+            for future in as_completed(futures):
+                row = future.result()
+                rows.append(row)
+                bar.set_postfix(done=f"stage {row['stage']} val {row['val']:.4f}")
+                bar.update()
+    return sorted(rows, key=lambda r: r["stage"]), time.perf_counter() - start
+
+
+def results_table(rows: list[dict], tablefmt: str = "github") -> str:
+    table = []
+    for r in rows:
+        lecture = get_stage(r["stage"]).LECTURE
+        table.append([r["stage"], title(r["stage"]), f"{r['params']:,}", f"{r['train']:.4f}", f"{r['val']:.4f}",
+                      f"{r['test']:.4f}", f"{r['seconds']:.0f}", f"{lecture['params']:,}", lecture["train"],
+                      lecture["val"], f"{r['val'] - lecture['val']:+.4f}", str(r["running_mean"])])
+    headers = ["stage", "what", "params", "train", "val", "test", "seconds", "lecture params", "lecture train",
+               "lecture val", "val - lecture", "BatchNorm running mean"]
+    return tabulate(table, headers, tablefmt=tablefmt, disable_numparse=True)
+
+
+def results_markdown(rows: list[dict], config: TrainConfig, wall: float, jobs: int) -> str:
+    return "\n".join([
+        "# Reproduction of the lecture's table",
+        "",
+        f"Recipe: {config.steps:,} steps of batch {config.batch_size}, SGD lr {config.lr} then "
+        f"{config.lr_final} from step {int(config.decay_at * config.steps):,}, seed {config.seed}; "
+        f"torch {torch.__version__}, {jobs} processes of one thread each. "
+        f"`seconds` is one stage's training time; all stages took {wall:.0f} s of wall time.",
+        "",
+        results_table(rows),
+        "",
+        "Made by `nox -s reproduce`. `BatchNorm running mean` is the shape of the first BatchNorm's running "
+        "mean after training: per position in stage 4 (the lecture's bug), shared across positions from "
+        "stage 5 on.",
+        "",
+    ])
+
+
+def write_results(path: str | Path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

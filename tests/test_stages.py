@@ -1,0 +1,110 @@
+"""The six stages: sizes, shapes, devices, and the training facts the lecture relies on."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from makemore_wavenet.shared.config import TrainConfig
+from makemore_wavenet.shared.layers import BatchNorm1d
+from makemore_wavenet.shared.trainer import run
+from makemore_wavenet.stages import STAGES, count_parameters, get_stage, lesson
+
+EXPECTED_PARAMS = {1: 12_097, 2: 12_097, 3: 22_097, 4: 22_397, 5: 22_397, 6: 76_579}
+ALL = list(STAGES)
+
+
+def build(n, **kw):
+    torch.manual_seed(42)
+    stage = get_stage(n)
+    return stage.build_model(stage.CONFIG, **kw)
+
+
+def short_run(n, splits_by_block, steps=200, seed=42):
+    stage = get_stage(n)
+    return run(stage.build_model, stage.CONFIG, TrainConfig(steps=steps, seed=seed, device="cpu"),
+               splits_by_block(stage.CONFIG.block_size), progress=False, eval_splits=("val",))
+
+
+@pytest.mark.parametrize("n", ALL)
+def test_parameter_counts(n):
+    assert count_parameters(build(n)) == EXPECTED_PARAMS[n] == get_stage(n).LECTURE["params"]
+
+
+@pytest.mark.parametrize("n", ALL)
+@pytest.mark.parametrize("batch", [1, 4, 32])
+def test_shapes_through_every_stage(n, batch):
+    model = build(n)
+    block = get_stage(n).CONFIG.block_size
+    x = torch.randint(0, 27, (batch, block))
+    if batch == 1:  # BatchNorm has no batch statistics for one example: only eval mode works
+        with pytest.raises(ValueError, match="more than one value per feature"):
+            model(x)
+        model.eval()
+    assert model(x).shape == (batch, 27)
+    if n >= 4:  # the hierarchy: (B, 8) -> (B, 8, E) -> (B, 4, 2E) -> (B, 4, H) -> (B, 2, H) -> (B, H)
+        c = get_stage(n).CONFIG
+        shapes = [tuple(layer.out.shape) for layer in model.layers]
+        assert shapes[:3] == [(batch, 8, c.n_embd), (batch, 4, 2 * c.n_embd), (batch, 4, c.n_hidden)]
+        assert shapes[5:7] == [(batch, 2, 2 * c.n_hidden), (batch, 2, c.n_hidden)]
+        assert shapes[9:11] == [(batch, 2 * c.n_hidden), (batch, c.n_hidden)]
+
+
+@pytest.mark.parametrize("n", ALL)
+def test_forward_and_backward_on_meta_device_leave_nothing_on_cpu(n):
+    """GPU-capable without a GPU: every tensor the model makes lives on the device it was built for."""
+    model = build(n, device="meta")
+    block = get_stage(n).CONFIG.block_size
+    x = torch.randint(0, 27, (32, block), device="meta")
+    y = torch.randint(0, 27, (32,), device="meta")
+    params = model.parameters()
+    for p in params:
+        p.requires_grad_()
+    F.cross_entropy(model(x), y).backward()
+    tensors = [*model.state().values(), *(p.grad for p in params), *(m.out for m in model.modules())]
+    assert tensors and all(t.device.type == "meta" for t in tensors)
+    model.eval()
+    assert model(x).device.type == "meta"
+
+
+def test_init_is_the_same_on_every_device():
+    cpu, meta = build(6), build(6, device="meta")
+    assert [t.shape for t in cpu.state().values()] == [t.shape for t in meta.state().values()]
+    assert torch.equal(build(6).layers[0].weight, cpu.layers[0].weight)
+
+
+def test_last_layer_starts_less_confident():
+    for n in ALL:
+        model = build(n)
+        last = model.layers[-1].weight
+        assert last.std().item() < 0.2 * last.shape[0] ** -0.5  # scaled by 0.1 after randn / sqrt(fan_in)
+
+
+def test_stage_2_reproduces_stage_1_exactly(splits_by_block):
+    """Same math in new containers: the same seed gives bit-identical losses, step by step."""
+    one, two = short_run(1, splits_by_block, steps=300), short_run(2, splits_by_block, steps=300)
+    assert torch.equal(one.losses, two.losses)
+    assert one.metrics == two.metrics
+
+
+@pytest.mark.parametrize("n", ALL)
+def test_same_seed_same_loss_after_200_steps(n, splits_by_block):
+    a, b = short_run(n, splits_by_block), short_run(n, splits_by_block)
+    assert torch.equal(a.losses, b.losses)
+    assert a.metrics == b.metrics
+    assert a.losses[-50:].mean() < a.losses[:10].mean() - 0.3  # it learns
+    c = short_run(n, splits_by_block, seed=7)
+    assert not torch.equal(a.losses, c.losses)
+
+
+@pytest.mark.parametrize("n, first_running_mean", [(4, (1, 4, 68)), (5, (1, 1, 68)), (6, (1, 1, 128))])
+def test_batchnorm_running_mean_shape_after_training(n, first_running_mean, splits_by_block):
+    model = short_run(n, splits_by_block, steps=20).model
+    norms = [m for m in model.modules() if isinstance(m, BatchNorm1d)]
+    assert tuple(norms[0].running_mean.shape) == first_running_mean
+    assert tuple(norms[-1].running_mean.shape) == (1, first_running_mean[-1])  # top of the hierarchy is 2-D
+
+
+@pytest.mark.parametrize("n", ALL)
+def test_every_stage_has_a_lesson(n):
+    text = lesson(n)
+    assert text.startswith(f"# Stage {n}") and "shape" in text.lower() and len(text) > 400

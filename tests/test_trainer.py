@@ -1,0 +1,113 @@
+"""The shared trainer, evaluation, sampling, checkpoints and the loss plot."""
+
+import pytest
+import torch
+
+from makemore_wavenet.shared import checkpoint
+from makemore_wavenet.shared.config import TrainConfig
+from makemore_wavenet.shared.device import resolve_device
+from makemore_wavenet.shared.plots import save_loss_plot, smoothed_log_loss
+from makemore_wavenet.shared.sampling import sample
+from makemore_wavenet.shared.trainer import evaluate, run
+from makemore_wavenet.stages import get_stage, load_model
+
+
+def test_lecture_schedule_is_the_default():
+    c = TrainConfig()
+    assert (c.steps, c.batch_size, c.seed) == (200_000, 32, 42)
+    assert c.lr_at(0) == c.lr_at(149_999) == 0.1
+    assert c.lr_at(150_000) == c.lr_at(199_999) == 0.01
+    assert TrainConfig(steps=1000).lr_at(750) == 0.01  # the decay scales with the run
+
+
+@pytest.mark.parametrize("kwargs, match", [({"steps": 0}, "positive"), ({"batch_size": -1}, "positive"),
+                                           ({"decay_at": 1.5}, "fraction")])
+def test_bad_train_config_is_a_clear_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_missing_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        resolve_device("cuda")
+
+
+@pytest.fixture(scope="module")
+def trained(splits_by_block, tmp_path_factory):
+    """Stage 2, 300 steps, with its checkpoint and plot."""
+    stage = get_stage(2)
+    out = tmp_path_factory.mktemp("run")
+    result = run(stage.build_model, stage.CONFIG, TrainConfig(steps=300, device="cpu"), splits_by_block(3),
+                 out_dir=out, progress=False, stage=2)
+    return result, splits_by_block(3)
+
+
+def test_run_writes_checkpoint_and_plot(trained):
+    result, splits = trained
+    assert result.losses.shape == (300,) and torch.isfinite(result.losses).all()
+    assert set(result.metrics) == {"train", "val", "test"} and result.metrics["val"] < 3.0
+    ckpt = checkpoint.load(result.checkpoint)
+    assert ckpt["metrics"] == result.metrics and ckpt["stage"] == 2
+    assert ckpt["train_config"] == TrainConfig(steps=300, device="cpu")
+    assert torch.equal(ckpt["losses"], result.losses)
+    png = result.checkpoint.parent / "loss.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_loaded_checkpoint_gives_the_same_losses(trained):
+    result, splits = trained
+    model, _ = load_model(result.checkpoint, device="cpu")
+    assert not model.training
+    assert evaluate(model, *splits.val) == result.metrics["val"]
+
+
+def test_evaluate_restores_training_mode(trained):
+    model = trained[0].model
+    model.train()
+    evaluate(model, *trained[1].val)
+    assert model.training
+    model.eval()
+    evaluate(model, *trained[1].val)
+    assert not model.training
+
+
+def test_evaluate_is_independent_of_its_batch_size(trained):
+    model, splits = trained[0].model, trained[1]
+    assert abs(evaluate(model, *splits.val, batch_size=1000) - evaluate(model, *splits.val)) < 1e-6
+
+
+def test_sampling_is_seeded_and_makes_names(trained):
+    model = trained[0].model.train()
+    names = sample(model, block_size=3, n=30, seed=1)
+    assert names == sample(model, block_size=3, n=30, seed=1)
+    assert names != sample(model, block_size=3, n=30, seed=2)
+    assert len(names) == 30 and all(set(name) <= set("abcdefghijklmnopqrstuvwxyz") for name in names)
+    assert sum(len(name) for name in names) / 30 > 3  # names, not single letters
+    assert model.training  # sampling restores the mode it found
+
+
+def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(checkpoint.CheckpointError, match="not a readable checkpoint"):
+        checkpoint.load(bad)
+    torch.save({"format": 1, "stage": 99, "state": {}, "model_config": {"block_size": 3, "n_embd": 1,
+                "n_hidden": 1}, "train_config": {}}, bad)
+    with pytest.raises(checkpoint.CheckpointError, match="no known stage"):
+        load_model(bad)
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint at"):
+        checkpoint.load(tmp_path / "missing.pt")
+
+
+def test_loss_plot_means():
+    losses = torch.full((200_000,), 10.0)
+    losses[100_000:] = 100.0
+    assert smoothed_log_loss(losses).tolist() == [1.0] * 100 + [2.0] * 100  # 1000-step means of log10
+    assert len(smoothed_log_loss(torch.ones(500))) == 100  # short runs: windows of 1/100 the run
+
+
+def test_loss_plot_of_a_tiny_run(tmp_path):
+    assert save_loss_plot(torch.rand(7) + 1, tmp_path / "tiny.png").is_file()
