@@ -68,7 +68,7 @@ def main() -> None:
     rows = []
     for n in args.stages:
         stage = get_stage(n)
-        X, Y = load_splits(stage.CONFIG.block_size).train
+        X, Y = load_splits(stage.CONFIG.block_size)["train"]
         for loop in loops.values():
             seconds_per_step(loop, stage, X, Y, warmup)
         times = {name: [] for name in loops}

@@ -15,7 +15,6 @@ import random
 import string
 import tempfile
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,7 +29,7 @@ CHARS = "." + string.ascii_lowercase  # '.' (index 0) marks both the start and t
 STOI = {ch: i for i, ch in enumerate(CHARS)}
 ITOS = dict(enumerate(CHARS))
 VOCAB_SIZE = len(CHARS)  # 27
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test")  # STUDENT: SPLITS = ("train", "val")
 
 
 class DataError(Exception):
@@ -112,7 +111,8 @@ def split_words(words: list[str], seed: int = 42) -> dict[str, list[str]]:
     words = list(words)
     random.Random(seed).shuffle(words)
     n1, n2 = int(0.8 * len(words)), int(0.9 * len(words))
-    return {"train": words[:n1], "val": words[n1:n2], "test": words[n2:]}
+    parts = {"train": words[:n1], "val": words[n1:n2], "test": words[n2:]}
+    return {split: parts[split] for split in SPLITS}
 
 
 def build_dataset(words: list[str], block_size: int) -> tuple[Tensor, Tensor]:
@@ -120,6 +120,7 @@ def build_dataset(words: list[str], block_size: int) -> tuple[Tensor, Tensor]:
     if block_size < 1:
         raise ValueError(f"block_size must be at least 1, got {block_size}")
     X, Y = [], []
+    # BEGIN EXERCISE 3.1
     for w in words:
         context = [0] * block_size  # start with '.' padding
         for ch in w + ".":
@@ -127,30 +128,21 @@ def build_dataset(words: list[str], block_size: int) -> tuple[Tensor, Tensor]:
             X.append(context)
             Y.append(ix)
             context = context[1:] + [ix]  # crop and append
+    # END EXERCISE 3.1
     return torch.tensor(X, dtype=torch.long).view(-1, block_size), torch.tensor(Y, dtype=torch.long)
 
 
-@dataclass
-class Splits:
-    """The three splits as tensors on one device: `splits["val"]` -> (X, Y)."""
-
-    train: tuple[Tensor, Tensor]
-    val: tuple[Tensor, Tensor]
-    test: tuple[Tensor, Tensor]
-
-    def __getitem__(self, split: str) -> tuple[Tensor, Tensor]:
-        if split not in SPLITS:
-            raise KeyError(f"unknown split {split!r}; choose one of {SPLITS}")
-        return getattr(self, split)
+Splits = dict[str, tuple[Tensor, Tensor]]  # {"train": (X, Y), "val": (X, Y), ...}
 
 
 def load_splits(block_size: int, path: str | Path | None = None, seed: int = 42, device=None) -> Splits:
+    """Context windows of every split, {split: (X, Y)}, on `device`."""
     words = split_words(load_words(path), seed)
-    tensors = {}
+    splits = {}
     for split in SPLITS:
         X, Y = build_dataset(words[split], block_size)
-        tensors[split] = (X.to(device), Y.to(device))
-    return Splits(**tensors)
+        splits[split] = (X.to(device), Y.to(device))
+    return splits
 
 
 def decode(ix: list[int]) -> str:

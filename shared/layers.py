@@ -126,7 +126,11 @@ class BatchNorm1d(Module):
                              f"with C = {self.gamma.shape[0]}, got shape {tuple(x.shape)}")
         if self.training:
             over_time = x.ndim == 3 and self.reduce_time
-            dims = (0, 1) if over_time else 0
+            dims = 0  # 2-D input, or 3-D with the stage-4 bug: reduce over the batch only
+            if over_time:
+                # BEGIN EXERCISE 5.1
+                dims = (0, 1)  # batch and positions
+                # END EXERCISE 5.1
             if x.shape[0] * (x.shape[1] if over_time else 1) < 2:  # values behind each statistic
                 raise ValueError(f"BatchNorm1d needs more than one value per feature in training mode (the "
                                  f"variance of one number is undefined); got shape {tuple(x.shape)}. Use a "
@@ -163,7 +167,9 @@ class Embedding(Module):
     def forward(self, ix: Tensor) -> Tensor:
         if ix.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"Embedding expects integer token ids, got dtype {ix.dtype}")
-        return self.weight[ix]
+        # BEGIN EXERCISE 2.1
+        return self.weight[ix]  # (B, T) -> (B, T, C)
+        # END EXERCISE 2.1
 
     def parameters(self) -> list[Tensor]:
         return [self.weight]
@@ -173,7 +179,9 @@ class Flatten(Module):
     """(B, T, C) -> (B, T * C): concatenate the embeddings of a context."""
 
     def forward(self, x: Tensor) -> Tensor:
+        # BEGIN EXERCISE 2.2
         return x.view(x.shape[0], -1)
+        # END EXERCISE 2.2
 
 
 class FlattenConsecutive(Module):
@@ -191,11 +199,13 @@ class FlattenConsecutive(Module):
         if x.ndim != 3 or x.shape[1] % self.n:
             raise ValueError(f"FlattenConsecutive({self.n}) expects (B, T, C) input with T divisible by "
                              f"{self.n}, got shape {tuple(x.shape)}")
+        # BEGIN EXERCISE 4.1
         B, T, C = x.shape
         x = x.view(B, T // self.n, C * self.n)
         if x.shape[1] == 1:
             x = x.squeeze(1)
         return x
+        # END EXERCISE 4.1
 
 
 class Sequential(Module):
@@ -205,12 +215,16 @@ class Sequential(Module):
         self.layers = list(layers)
 
     def forward(self, x: Tensor) -> Tensor:
+        # BEGIN EXERCISE 2.3
         for layer in self.layers:
             x = layer(x)
         return x
+        # END EXERCISE 2.3
 
     def children(self) -> list[Module]:
         return self.layers
 
     def parameters(self) -> list[Tensor]:
+        # BEGIN EXERCISE 2.3
         return [p for layer in self.layers for p in layer.parameters()]
+        # END EXERCISE 2.3

@@ -14,8 +14,10 @@ import torch  # noqa: E402
 def smoothed_log_loss(losses: torch.Tensor, window: int = 1000) -> torch.Tensor:
     """Means of log10(loss) over consecutive windows; a short run gets windows of 1/100 its length."""
     window = max(1, min(window, len(losses) // 100 or 1))
-    n = len(losses) // window * window
+    # BEGIN EXERCISE 2.4
+    n = len(losses) // window * window  # drop the ragged end
     return losses[:n].log10().view(-1, window).mean(1)
+    # END EXERCISE 2.4
 
 
 def save_loss_plot(losses: torch.Tensor, path: str | Path, title: str = "training loss",

@@ -27,6 +27,20 @@ from .plots import save_loss_plot
 LOG_EVERY = 1000  # steps between reads of the loss (progress bar, loss log)
 
 
+def sgd_step(model: Module, params: list[Tensor], Xb: Tensor, Yb: Tensor, lr: float) -> Tensor:
+    """One step of minibatch SGD; returns the batch's loss (a 0-dim tensor, not yet read back)."""
+    # BEGIN EXERCISE 1.2
+    logits = model(Xb)  # (B, vocab_size)
+    loss = F.cross_entropy(logits, Yb)
+    for p in params:
+        p.grad = None
+    loss.backward()
+    with torch.no_grad():  # p -= lr * p.grad, for every parameter in one fused call
+        torch._foreach_add_(params, [p.grad for p in params], alpha=-lr)
+    return loss.detach()
+    # END EXERCISE 1.2
+
+
 def train(model: Module, X: Tensor, Y: Tensor, config: TrainConfig, progress: bool = True,
           desc: str = "train") -> Tensor:
     """Train `model` in place on (X, Y); returns the loss of every step, shape (steps,).
@@ -44,19 +58,13 @@ def train(model: Module, X: Tensor, Y: Tensor, config: TrainConfig, progress: bo
     with tqdm(total=config.steps, desc=desc, disable=not progress, unit="step", smoothing=0.1) as bar:
         for step in range(config.steps):
             ix = torch.randint(0, X.shape[0], (config.batch_size,)).to(device)
-            logits = model(X[ix])  # (B, vocab_size)
-            loss = F.cross_entropy(logits, Y[ix])
-            for p in params:
-                p.grad = None
-            loss.backward()
-            with torch.no_grad():
-                torch._foreach_add_(params, [p.grad for p in params], alpha=-config.lr_at(step))
-            pending.append(loss.detach())
+            loss = sgd_step(model, params, X[ix], Y[ix], config.lr_at(step))
+            pending.append(loss)
             if len(pending) == LOG_EVERY or step == config.steps - 1:
                 chunk = torch.stack(pending)
                 losses[step + 1 - len(pending): step + 1] = chunk
+                bar.set_postfix(loss=f"{chunk.mean().item():.4f}", lr=config.lr_at(step), refresh=False)
                 bar.update(len(pending))
-                bar.set_postfix(loss=f"{chunk.mean().item():.4f}", lr=config.lr_at(step))
                 pending.clear()
     return losses
 
@@ -66,12 +74,15 @@ def evaluate(model: Module, X: Tensor, Y: Tensor, batch_size: int = 8192) -> flo
     """Mean cross-entropy over (X, Y) in eval mode (BatchNorm uses its running statistics)."""
     was_training = model.training
     model.eval()
+    # BEGIN EXERCISE 1.3
     total = torch.zeros((), device=model_device(model), dtype=torch.float64)
-    for i in range(0, X.shape[0], batch_size):
+    for i in range(0, X.shape[0], batch_size):  # in batches: the whole split may not fit a GPU
         logits = model(X[i:i + batch_size])
         total += F.cross_entropy(logits, Y[i:i + batch_size], reduction="sum").double()
+    loss = (total / X.shape[0]).item()
+    # END EXERCISE 1.3
     model.train(was_training)
-    return (total / X.shape[0]).item()
+    return loss
 
 
 @dataclass
@@ -92,7 +103,7 @@ def run(build_model: Callable[..., Module], model_config: ModelConfig, train_con
     device = resolve_device(train_config.device)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config, device=device)
-    X, Y = (t.to(device) for t in splits.train)
+    X, Y = (t.to(device) for t in splits["train"])
     start = time.perf_counter()
     losses = train(model, X, Y, train_config, progress=progress, desc=name)
     if device.type == "cuda":

@@ -55,7 +55,7 @@ def results_table(rows: list[dict], tablefmt: str = "github") -> str:
     for r in rows:
         lecture = get_stage(r["stage"]).LECTURE
         table.append([r["stage"], title(r["stage"]), f"{r['params']:,}", f"{r['train']:.4f}", f"{r['val']:.4f}",
-                      f"{r['test']:.4f}", f"{r['seconds']:.0f}", f"{lecture['params']:,}", lecture["train"],
+                      f"{r['test']:.4f}" if "test" in r else "-", f"{r['seconds']:.0f}", f"{lecture['params']:,}", lecture["train"],
                       lecture["val"], f"{r['val'] - lecture['val']:+.4f}", str(r["running_mean"])])
     headers = ["stage", "what", "params", "train", "val", "test", "seconds", "lecture params", "lecture train",
                "lecture val", "val - lecture", "BatchNorm running mean"]

@@ -27,7 +27,7 @@ def test_lecture_split_sizes(splits_by_block):
     for block_size in (3, 8):
         splits = splits_by_block(block_size)
         assert [splits[s][0].shape[0] for s in data.SPLITS] == [182_625, 22_655, 22_866]
-        assert splits.train[0].shape[1] == block_size
+        assert splits["train"][0].shape[1] == block_size
 
 
 def test_split_is_the_lectures_seeded_shuffle():

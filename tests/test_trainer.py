@@ -61,22 +61,22 @@ def test_loaded_checkpoint_gives_the_same_losses(trained):
     result, splits = trained
     model, _ = load_model(result.checkpoint, device="cpu")
     assert not model.training
-    assert evaluate(model, *splits.val) == result.metrics["val"]
+    assert evaluate(model, *splits["val"]) == result.metrics["val"]
 
 
 def test_evaluate_restores_training_mode(trained):
     model = trained[0].model
     model.train()
-    evaluate(model, *trained[1].val)
+    evaluate(model, *trained[1]["val"])
     assert model.training
     model.eval()
-    evaluate(model, *trained[1].val)
+    evaluate(model, *trained[1]["val"])
     assert not model.training
 
 
 def test_evaluate_is_independent_of_its_batch_size(trained):
     model, splits = trained[0].model, trained[1]
-    assert abs(evaluate(model, *splits.val, batch_size=1000) - evaluate(model, *splits.val)) < 1e-6
+    assert abs(evaluate(model, *splits["val"], batch_size=1000) - evaluate(model, *splits["val"])) < 1e-6
 
 
 def test_sampling_is_seeded_and_makes_names(trained):

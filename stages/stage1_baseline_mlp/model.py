@@ -31,11 +31,13 @@ class MLP(Module):
         ]
 
     def forward(self, ix: torch.Tensor) -> torch.Tensor:
+        # BEGIN EXERCISE 1.1
         emb = self.C[ix]  # (B, T, n_embd)
         x = emb.view(emb.shape[0], -1)  # (B, T * n_embd): concatenate the context
         for layer in self.layers:
             x = layer(x)
         return x  # (B, vocab_size)
+        # END EXERCISE 1.1
 
     def children(self) -> list[Module]:
         return self.layers

@@ -30,12 +30,14 @@ def build_model(config: ModelConfig = CONFIG, device=None, dtype=None) -> Sequen
     levels = (c.block_size - 1).bit_length()  # 8 positions -> 3 levels of pairs
     if 2 ** levels != c.block_size:
         raise ValueError(f"the hierarchy fuses pairs, so block_size must be a power of 2, got {c.block_size}")
+    # BEGIN EXERCISE 4.2
     model = Sequential([
         Embedding(c.vocab_size, c.n_embd, **kw),  # (B, 8) -> (B, 8, n_embd)
         *fuse_pairs(c.n_embd),  # -> (B, 4, n_hidden)
         *[layer for _ in range(levels - 1) for layer in fuse_pairs(c.n_hidden)],  # -> (B, 2, H) -> (B, H)
         Linear(c.n_hidden, c.vocab_size, **kw),  # -> (B, vocab_size)
     ])
+    # END EXERCISE 4.2
     with torch.no_grad():
         model.layers[-1].weight *= 0.1  # last layer: make the first predictions less confident
     return model

@@ -1,0 +1,92 @@
+"""Command line for the grader.
+
+    python -m makemore_wavenet.grader grade [PATH]       grade a checkout or student edition
+    python -m makemore_wavenet.grader release [--out D]  write the student edition
+
+Exit codes of `grade`: 0 every check passed; 1 some check did not pass (fail, not done, error,
+timeout); 2 the command line was wrong; 3 the grader could not run (no data, a broken path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from makemore_wavenet.shared.data import DataError
+
+from .sandbox import Limits
+
+EXIT_PASS, EXIT_NOT_PASSED, EXIT_USAGE, EXIT_GRADER = 0, 1, 2, 3
+
+
+def cmd_grade(args) -> int:
+    from .grade import grade
+
+    path = Path(args.path)
+    if not (path / "shared").is_dir() or not (path / "stages").is_dir():
+        print(f"grader: error: {path} is not a checkout or student edition (no shared/ and stages/ in it)",
+              file=sys.stderr)
+        return EXIT_GRADER
+    report = grade(path, tier=args.tier, schedule=args.schedule, stages=tuple(args.stage), retrain=args.retrain,
+                   names=args.names, test_names=args.test_names,
+                   limits=Limits(seconds=args.timeout, memory_mb=args.memory))
+    print(report.table(every_check=args.every_check))
+    if args.json:
+        print(f"report written to {report.save(args.json)}")
+    return EXIT_PASS if report.passed == len(report.results) else EXIT_NOT_PASSED
+
+
+def cmd_release(args) -> int:
+    from .grade import ship_expected
+    from .release import release
+
+    out = release(Path(args.out))
+    ship_expected(out)
+    print(f"student edition written to {out}/ (notebooks in {out}/notebooks/)")
+    return EXIT_PASS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m makemore_wavenet.grader", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    p = sub.add_parser("grade", help="grade a checkout or a student edition", formatter_class=fmt,
+                       description="Run the exercise checks and each stage's loss check; print a table.")
+    p.add_argument("path", nargs="?", default=".", help="the checkout or student edition to grade")
+    p.add_argument("--tier", choices=["public", "hidden"], default="public",
+                   help="public: the checks students run; hidden: public plus the instructor's hidden checks")
+    p.add_argument("--schedule", choices=["quick", "full"], default="quick",
+                   help="loss checks: quick (5,000 steps, its own thresholds) or the full 200,000-step recipe")
+    p.add_argument("--stage", type=int, nargs="+", choices=range(1, 7), default=list(range(1, 7)),
+                   metavar="N", help="grade only these stages")
+    p.add_argument("--retrain", action="store_true", help="train even where a valid checkpoint exists")
+    p.add_argument("--names", help="names file for training and val (default: $MAKEMORE_NAMES or data/names.txt)")
+    p.add_argument("--test-names", help="hidden tier: a private names file whose every name is a test example")
+    p.add_argument("--json", help="also write the report as JSON to this file")
+    p.add_argument("--every-check", action="store_true", help="one row per check instead of per exercise")
+    p.add_argument("--timeout", type=float, default=Limits.seconds, help="seconds allowed per check")
+    p.add_argument("--memory", type=int, default=Limits.memory_mb, help="memory limit of the sandbox, MB")
+    p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("release", help="write the student edition", formatter_class=fmt,
+                       description="Stub every solution region, write one notebook per stage, ship only "
+                       "the public checks.")
+    p.add_argument("--out", default="dist/student", help="where to write it (replaced if it exists)")
+    p.set_defaults(func=cmd_release)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataError, RuntimeError) as err:
+        print(f"grader: error: {err}", file=sys.stderr)
+        return EXIT_GRADER
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The checks: each runs one probe on the submission and compares it with the reference.
+
+Every exercise has shape, size and behaviour checks on random inputs. `exercise_checks(tier, seed,
+sizes)` builds them from a seed and a set of sizes: the public tier uses the fixed ones below;
+the hidden tier (grader/hidden, not in the student edition) uses its own seed and sizes, so a
+student never sees its inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .sandbox import Call
+
+PUBLIC_SEED = 1234
+PUBLIC_SIZES = {"batch": 4, "T": 8, "C": 3, "n": 2, "n_embd": 4, "n_hidden": 6, "words": 5}
+
+
+@dataclass(frozen=True)
+class Check:
+    exercise: str  # "4.1", or "stage 4" for a stage's own checks
+    name: str
+    call: Call
+    tier: str = "public"
+    hint: str = ""  # said when the submission's result differs from the reference
+
+
+def exercise_checks(tier: str, seed: int, sizes: dict) -> list[Check]:
+    g = torch.Generator().manual_seed(seed)
+    B, T, C, n, E, H = (sizes[k] for k in ("batch", "T", "C", "n", "n_embd", "n_hidden"))
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+    def tokens(*shape):
+        return torch.randint(0, 27, shape, generator=g)
+
+    words = ["".join(chr(97 + int(i)) for i in torch.randint(0, 26, (int(k),), generator=g))
+             for k in torch.randint(1, 9, (sizes["words"],), generator=g)]
+    losses = torch.rand(100 * n + 7, generator=g, dtype=torch.float64) * 3 + 0.5
+    seed_model = int(torch.randint(0, 10_000, (1,), generator=g))
+    checks = [
+        ("1.1", f"logits of a batch of {B}, train mode", Call("mlp_forward", {"x": tokens(B, 3), "training": True, "seed": seed_model}),
+         "embed with C[x], flatten each example's context with .view(B, -1), then call the layers in order"),
+        ("1.1", f"logits of a batch of {B + 1}, eval mode", Call("mlp_forward", {"x": tokens(B + 1, 3), "training": False, "seed": seed_model}),
+         "in eval mode BatchNorm must use its running statistics: just call the layers"),
+        ("1.2", f"one SGD step on a batch of {B}", Call("sgd_step", {"x": randn(B, C), "y": tokens(B), "lr": 0.1, "seed": seed_model}),
+         "clear old gradients before backward (p.grad = None) and update p -= lr * p.grad"),
+        ("1.3", f"loss over {3 * B + 1} examples, batches of {B}", Call("evaluate", {"x": randn(3 * B + 1, C), "y": tokens(3 * B + 1), "batch_size": B, "seed": seed_model}),
+         "the mean over *all* examples: sum the per-batch losses (reduction='sum'), divide by the count once"),
+        ("2.1", f"lookup of a ({B}, {T}) batch", Call("embedding", {"ix": tokens(B, T), "seed": seed_model}),
+         "index the table with the ids: weight[ix]"),
+        ("2.2", f"flatten ({B}, {T}, {C})", Call("flatten", {"x": randn(B, T, C)}),
+         "keep the batch dim, concatenate the rest: (B, T, C) -> (B, T * C)"),
+        ("2.3", f"forward and parameters of a 3-layer Sequential, ({B}, {C}) input", Call("sequential", {"x": randn(B, C), "seed": seed_model}),
+         "call the layers in order; list every layer's parameters in order"),
+        ("2.4", f"means of {len(losses)} losses in windows of {n}", Call("loss_plot", {"losses": losses, "window": n}),
+         "log10 first, then the mean of each window; drop the steps that do not fill a window"),
+        ("3.1", f"windows of {T} for {len(words)} words", Call("context_windows", {"words": words, "block_size": T}),
+         "every character and the closing '.' is one example; the context starts as block_size zeros"),
+        ("3.1", f"windows of 1 for {len(words)} words", Call("context_windows", {"words": words, "block_size": 1}), ""),
+        ("4.1", f"({B}, {T}, {C}) in pairs of {n}", Call("flatten_consecutive", {"x": randn(B, T, C), "n": n}),
+         "view(B, T // n, C * n) keeps each example's positions together; a reshape that moves the batch "
+         "dim mixes positions of different examples"),
+        ("4.1", f"({B}, {n}, {C}): one group left, so (B, C * n)", Call("flatten_consecutive", {"x": randn(B, n, C), "n": n}),
+         "when T // n == 1 the middle dim is dropped (squeeze(1))"),
+        ("4.2", f"the hierarchy on ({B}, {T}), n_embd {E}, n_hidden {H}, train mode", Call("hierarchical", {"x": tokens(B, T), "n_embd": E, "n_hidden": H, "training": True, "seed": seed_model}),
+         "Embedding, then FlattenConsecutive(2) - Linear(bias=False) - BatchNorm1d - Tanh per level, then Linear"),
+        ("4.2", f"the hierarchy on ({B + 1}, {T}), eval mode", Call("hierarchical", {"x": tokens(B + 1, T), "n_embd": E, "n_hidden": H, "training": False, "seed": seed_model}), ""),
+        ("5.1", f"3-D input ({B}, {T}, {C}), statistics over batch and positions", Call("batchnorm", {"x": randn(B, T, C) * 2 + 1, "reduce_time": True}),
+         "for 3-D input reduce over dims (0, 1): running statistics of shape (1, 1, C). Reducing over dim 0 "
+         "only keeps one statistic per position, the lecture's stage-4 bug"),
+        ("5.1", f"3-D input ({B}, {T}, {C}) with reduce_time=False keeps the stage-4 behaviour", Call("batchnorm", {"x": randn(B, T, C), "reduce_time": False}),
+         "with reduce_time=False, 3-D input is reduced over dim 0 only"),
+        ("5.1", f"2-D input ({B}, {C}) is unchanged", Call("batchnorm", {"x": randn(B, C), "reduce_time": True}),
+         "2-D input is reduced over dim 0"),
+    ]
+    if tier == "public":  # no random inputs here: the hidden tier would only repeat them
+        checks += [(f"stage {s}", "configuration and parameter count", Call("stage_config", {"stage": s}),
+                    "the stage's CONFIG and the size of the model it builds") for s in range(1, 6)]
+        checks += [("6.1", "configuration and parameter count", Call("stage_config", {"stage": 6}),
+                    "n_embd 24, n_hidden 128, block_size 8, bn_reduce_time True")]
+    return [Check(ex, name, call, tier, hint) for ex, name, call, hint in checks]
+
+
+def compare(expected, got, path: str = "result") -> str | None:
+    """None if `got` matches `expected`; else what differs, in words a student can act on."""
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(got, torch.Tensor):
+            return f"{path}: expected a tensor, got {type(got).__name__}"
+        if tuple(got.shape) != tuple(expected.shape):
+            return f"{path}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
+        if expected.dtype.is_floating_point:
+            if not torch.allclose(got.double(), expected.double(), rtol=1e-4, atol=1e-6, equal_nan=True):
+                diff = (got.double() - expected.double()).abs().nan_to_num(float("inf")).max().item()
+                return f"{path}: the shape is right but the values differ (largest difference {diff:.3g})"
+        elif not torch.equal(got, expected):
+            return f"{path}: the shape is right but the values differ"
+        return None
+    if isinstance(expected, dict):
+        if not isinstance(got, dict):
+            return f"{path}: expected a dict, got {type(got).__name__}"
+        for key in expected:
+            if key not in got:
+                return f"{path}: missing {key!r}"
+            if (problem := compare(expected[key], got[key], key if path == "result" else f"{path}.{key}")):
+                return problem
+        return None
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(got, (list, tuple)) or len(got) != len(expected):
+            return f"{path}: expected {len(expected)} items, got {len(got) if isinstance(got, (list, tuple)) else got!r}"
+        for i, (e, x) in enumerate(zip(expected, got)):
+            if (problem := compare(e, x, f"{path}[{i}]")):
+                return problem
+        return None
+    if isinstance(expected, float):
+        ok = isinstance(got, (int, float)) and math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9)
+        return None if ok else f"{path}: expected {expected:.6g}, got {got!r}"
+    return None if got == expected else f"{path}: expected {expected!r}, got {got!r}"

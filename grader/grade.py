@@ -1,0 +1,169 @@
+"""Grade one submission: run its checks in the sandbox, compare, and check each stage's loss.
+
+The loss check trains the student's model with the grader's seed and schedule in the sandbox
+(or loads the student's checkpoint when it is valid for that schedule), and the child returns
+logits only: the parent, holding the targets, computes the losses with its own torch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from makemore_wavenet.shared import checkpoint as ckpt_io
+from makemore_wavenet.shared.data import build_dataset, load_splits, load_words
+
+from . import probes
+from .checks import PUBLIC_SEED, PUBLIC_SIZES, Check, compare, exercise_checks
+from .exercises import EXERCISES
+from .report import CheckResult, Report
+from .sandbox import Call, Limits, run_calls
+from .thresholds import SCHEDULES, val_threshold
+
+EXPECTED_FILE = Path(__file__).resolve().parent / "expected" / "public.pt"  # written into the student edition
+STAGES = tuple(range(1, 7))
+
+
+def hidden_tier():
+    """The hidden package, or None in the student edition."""
+    try:
+        from . import hidden
+    except ImportError:
+        return None
+    return hidden
+
+
+def checks_for(tier: str, stages=STAGES) -> list[Check]:
+    checks = exercise_checks("public", PUBLIC_SEED, PUBLIC_SIZES)
+    if tier == "hidden":
+        hidden = hidden_tier()
+        if hidden is None:
+            raise RuntimeError("the hidden checks are not part of this edition: grade with --tier public")
+        checks += hidden.hidden_checks()
+    return [c for c in checks if _stage_of(c.exercise) in stages]
+
+
+def _stage_of(exercise: str) -> int:
+    return int(exercise.split()[-1]) if exercise.startswith("stage") else int(exercise.split(".")[0])
+
+
+def check_key(check: Check) -> str:
+    return f"{check.tier}|{check.exercise}|{check.name}"
+
+
+def reference_values(checks: list[Check]) -> dict:
+    """What the reference returns for each check: shipped with the student edition, else computed
+    here from the master sources (this process imports the master's packages)."""
+    shipped = torch.load(EXPECTED_FILE, weights_only=True) if EXPECTED_FILE.exists() else {}
+    values = {}
+    for check in checks:
+        key = check_key(check)
+        values[key] = shipped[key] if key in shipped else getattr(probes, check.call.probe)(**check.call.kwargs)
+    return values
+
+
+def grade(submission: str | Path, tier: str = "public", schedule: str = "quick", stages=STAGES,
+          retrain: bool = False, names: str | Path | None = None, test_names: str | Path | None = None,
+          limits: Limits = Limits(), references: dict | None = None) -> Report:
+    submission = Path(submission).resolve()
+    start = time.perf_counter()
+    checks = checks_for(tier, stages)
+    references = references if references is not None else reference_values(checks)
+    loss_calls, loss_jobs = _loss_calls(submission, tier, schedule, stages, retrain, names, test_names)
+    outcomes, log = run_calls(submission, [c.call for c in checks] + loss_calls, limits)
+    results = [_judge(check, references[check_key(check)], outcome)
+               for check, outcome in zip(checks, outcomes)]
+    for job, outcome in zip(loss_jobs, outcomes[len(checks):]):
+        results += _judge_losses(job, outcome, schedule)
+    return Report(submission=str(submission), tier=tier, schedule=schedule, results=results,
+                  seconds=time.perf_counter() - start, log=log,
+                  test_source=str(test_names) if test_names else "course split")
+
+
+def _judge(check: Check, expected, outcome) -> CheckResult:
+    base = dict(exercise=check.exercise, check=check.name, tier=check.tier)
+    if outcome.status != "ok":
+        return CheckResult(**base, status=outcome.status, message=outcome.message)
+    problem = compare(expected, outcome.value)
+    if problem is None:
+        return CheckResult(**base, status="pass")
+    return CheckResult(**base, status="fail", message=problem + (f". Hint: {check.hint}" if check.hint else ""))
+
+
+def _loss_calls(submission: Path, tier: str, schedule: str, stages, retrain: bool, names, test_names):
+    """One stage_logits call per stage, and what the parent needs to judge each."""
+    config = SCHEDULES[schedule]
+    calls, jobs, cache = [], [], {}
+    for stage in stages:
+        block_size = 3 if stage <= 2 else 8
+        if block_size not in cache:
+            cache[block_size] = load_splits(block_size, path=names)
+        splits = cache[block_size]
+        targets = {"val": splits["val"]}
+        if tier == "hidden":
+            targets["test"] = (build_dataset(load_words(test_names), block_size) if test_names
+                               else splits["test"])
+        ckpt = "" if retrain else _valid_checkpoint(submission, stage, config)
+        calls.append(Call("stage_logits", {"stage": stage, "train_x": splits["train"][0],
+                                           "train_y": splits["train"][1],
+                                           "eval_x": [x for x, _ in targets.values()],
+                                           "steps": config.steps, "seed": config.seed, "checkpoint": ckpt}))
+        jobs.append({"stage": stage, "targets": {k: y for k, (_, y) in targets.items()},
+                     "source": "checkpoint" if ckpt else f"trained ({config.steps:,} steps)"})
+    return calls, jobs
+
+
+def _valid_checkpoint(submission: Path, stage: int, config) -> str:
+    """The student's checkpoint for `stage` if it was trained with this schedule, else ''."""
+    path = submission / "runs" / f"stage{stage}" / "checkpoint.pt"
+    try:
+        ckpt = ckpt_io.load(path)
+    except ckpt_io.CheckpointError:
+        return ""
+    same = {k: v for k, v in asdict(ckpt["train_config"]).items() if k != "device"} == \
+        {k: v for k, v in asdict(config).items() if k != "device"}
+    return str(path) if ckpt.get("stage") == stage and same else ""
+
+
+def _judge_losses(job: dict, outcome, schedule: str) -> list[CheckResult]:
+    stage, results = job["stage"], []
+    exercise = "6.1" if stage == 6 else f"stage {stage}"
+    for i, (split, y) in enumerate(job["targets"].items()):
+        tier = "public" if split == "val" else "hidden"
+        limit = val_threshold(schedule, stage) if split == "val" else hidden_tier().test_threshold(schedule, stage)
+        base = dict(exercise=exercise, check=f"{split} loss <= {limit:.4f} ({schedule} schedule)", tier=tier)
+        if outcome.status != "ok":
+            results.append(CheckResult(**base, status=outcome.status, message=outcome.message))
+            continue
+        try:
+            logits = outcome.value["logits"][i]
+            if logits.shape != (len(y), 27):
+                raise ValueError(f"expected logits of shape {(len(y), 27)}, got {tuple(logits.shape)}")
+            loss = F.cross_entropy(logits.double(), y).item()
+        except Exception as err:
+            results.append(CheckResult(**base, status="error", message=f"unusable logits: {err}"))
+            continue
+        ok = loss <= limit  # NaN fails too
+        message = f"{split} {loss:.4f} from the model {job['source']}"
+        if not ok:
+            message += (f"; the threshold is {limit:.4f}. A loss near 3.30 = -log(1/27) means the model "
+                        "predicts nothing: constant logits, or no learning" if loss > 3.2 else
+                        f"; the threshold is {limit:.4f}")
+        results.append(CheckResult(**base, status="pass" if ok else "fail", message=message, value=loss))
+    return results
+
+
+def ship_expected(out_root: Path) -> Path:
+    """Write the public checks' reference values into an edition (the release calls this)."""
+    checks = checks_for("public")
+    path = out_root / EXPECTED_FILE.relative_to(Path(__file__).resolve().parents[1])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(reference_values(checks), path)
+    return path
+
+
+__all__ = ["grade", "checks_for", "reference_values", "ship_expected", "EXERCISES"]

@@ -1,0 +1,165 @@
+"""Probes: small calls into a submission's code, each returning plain tensors and numbers.
+
+The grader runs every probe twice: in the sandboxed child against the student's code, and in the
+trusted parent against the reference (the master sources); a check compares the two. Probes
+import the package lazily, so the child can point `makemore_wavenet.shared` and `.stages` at the
+submission first. Inputs come from the caller, so hidden checks use inputs the student never sees.
+Every return value must load with `torch.load(weights_only=True)`: tensors, numbers, strings,
+and lists, tuples and dicts of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+
+
+def _layers():
+    from makemore_wavenet.shared import layers
+
+    return layers
+
+
+def _tiny_model(seed: int, fan_in: int, vocab: int = 27):
+    """Linear - Tanh - Linear, from layers that are not exercises: isolates the training code."""
+    layers = _layers()
+
+    class Tiny(layers.Module):
+        def __init__(self):
+            self.l1, self.l2 = layers.Linear(fan_in, 16, dtype=torch.float64), layers.Linear(16, vocab, dtype=torch.float64)
+
+        def forward(self, x):
+            return self.l2(torch.tanh(self.l1(x)))
+
+        def parameters(self):
+            return self.l1.parameters() + self.l2.parameters()
+
+        def children(self):
+            return [self.l1, self.l2]
+
+    torch.manual_seed(seed)
+    return Tiny()
+
+
+def _shapes(model) -> list[tuple]:
+    return [tuple(layer.out.shape) for layer in model.layers]
+
+
+def stage_config(stage: int) -> dict:
+    from makemore_wavenet.stages import count_parameters, get_stage
+
+    s = get_stage(stage)
+    return {**asdict(s.CONFIG), "params": count_parameters(s.build_model(s.CONFIG, device="meta"))}
+
+
+def mlp_forward(x: torch.Tensor, training: bool, seed: int) -> dict:
+    from makemore_wavenet.stages import get_stage
+
+    s = get_stage(1)
+    torch.manual_seed(seed)
+    model = s.build_model(s.CONFIG, dtype=torch.float64).train(training)
+    if not training:
+        model.layers[1].running_mean = torch.randn(1, s.CONFIG.n_hidden, dtype=torch.float64)
+    return {"logits": model(x)}
+
+
+def sgd_step(x: torch.Tensor, y: torch.Tensor, lr: float, seed: int) -> dict:
+    from makemore_wavenet.shared.trainer import sgd_step as step
+
+    model = _tiny_model(seed, x.shape[1])
+    params = model.parameters()
+    for p in params:
+        p.requires_grad_(True)
+    loss = step(model, params, x, y, lr)
+    return {"loss": torch.as_tensor(loss, dtype=torch.float64).detach(),
+            "params": [p.detach().clone() for p in params]}
+
+
+def evaluate(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> dict:
+    from makemore_wavenet.shared.trainer import evaluate as ev
+
+    model = _tiny_model(seed, x.shape[1])
+    loss = ev(model, x, y, batch_size=batch_size)
+    return {"loss": float(loss), "grad_enabled_after": torch.is_grad_enabled()}
+
+
+def embedding(ix: torch.Tensor, seed: int) -> dict:
+    torch.manual_seed(seed)
+    layer = _layers().Embedding(27, 5, dtype=torch.float64)
+    return {"out": layer(ix)}
+
+
+def flatten(x: torch.Tensor) -> dict:
+    return {"out": _layers().Flatten()(x)}
+
+
+def sequential(x: torch.Tensor, seed: int) -> dict:
+    layers = _layers()
+    torch.manual_seed(seed)
+    inner = [layers.Linear(x.shape[-1], 7, dtype=torch.float64), layers.Tanh(),
+             layers.Linear(7, 3, bias=False, dtype=torch.float64)]
+    model = layers.Sequential(inner)
+    out = model(x)
+    return {"out": out, "params": [p.detach().clone() for p in model.parameters()]}
+
+
+def loss_plot(losses: torch.Tensor, window: int) -> dict:
+    from makemore_wavenet.shared.plots import smoothed_log_loss
+
+    return {"means": smoothed_log_loss(losses, window)}
+
+
+def context_windows(words: list[str], block_size: int) -> dict:
+    from makemore_wavenet.shared.data import build_dataset
+
+    X, Y = build_dataset(words, block_size)
+    return {"X": X, "Y": Y}
+
+
+def flatten_consecutive(x: torch.Tensor, n: int) -> dict:
+    return {"out": _layers().FlattenConsecutive(n)(x)}
+
+
+def hierarchical(x: torch.Tensor, n_embd: int, n_hidden: int, training: bool, seed: int) -> dict:
+    from makemore_wavenet.shared.config import ModelConfig
+    from makemore_wavenet.stages import count_parameters, get_stage
+
+    config = ModelConfig(block_size=x.shape[1], n_embd=n_embd, n_hidden=n_hidden)
+    torch.manual_seed(seed)
+    model = get_stage(4).build_model(config, dtype=torch.float64)
+    model.train(training)
+    if not training:  # give every BatchNorm non-trivial running statistics first
+        model.train()
+        model(x)
+        model.eval()
+    logits = model(x)
+    return {"logits": logits, "params": count_parameters(model), "shapes": _shapes(model)}
+
+
+def batchnorm(x: torch.Tensor, reduce_time: bool) -> dict:
+    layer = _layers().BatchNorm1d(x.shape[-1], reduce_time=reduce_time, dtype=torch.float64)
+    train_out = layer(x)
+    layer.eval()
+    return {"train_out": train_out, "eval_out": layer(x), "running_mean": layer.running_mean,
+            "running_var": layer.running_var}
+
+
+def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, steps: int,
+                 seed: int, checkpoint: str = "") -> dict:
+    """Train the stage with the grader's recipe (or load the student's checkpoint), then return the
+    logits for each of eval_x: the parent, not the submission, turns them into losses."""
+    from makemore_wavenet.shared.config import TrainConfig
+    from makemore_wavenet.shared.trainer import train
+    from makemore_wavenet.stages import get_stage, load_model
+
+    if checkpoint:
+        model, _ = load_model(checkpoint, device="cpu")
+    else:
+        s = get_stage(stage)
+        torch.manual_seed(seed)
+        model = s.build_model(s.CONFIG)
+        train(model, train_x, train_y, TrainConfig(steps=steps, seed=seed, device="cpu"), progress=False)
+    model.eval()
+    with torch.no_grad():
+        return {"logits": [torch.cat([model(x[i:i + 8192]) for i in range(0, len(x), 8192)]) for x in eval_x]}

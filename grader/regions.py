@@ -1,0 +1,85 @@
+"""Solution regions in the master sources, and the stubs that replace them in the student edition.
+
+    # BEGIN EXERCISE 4.1          a region: replaced by a stub that raises NotImplementedError
+    ...solution...
+    # END EXERCISE 4.1
+    CODE  # STUDENT: OTHER CODE   a line the student edition replaces (e.g. without the test split)
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+from .exercises import BY_ID
+
+BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN EXERCISE (?P<id>\d+\.\d+)\s*$")
+END = re.compile(r"^\s*# END EXERCISE (?P<id>\d+\.\d+)\s*$")
+STUDENT = re.compile(r"^(?P<indent>\s*)(?P<code>.*?)\s*# STUDENT: (?P<student>.*)$")
+SOURCE_DIRS = ("shared", "stages")  # where regions may live
+
+
+class RegionError(Exception):
+    """A solution region is malformed: unclosed, nested, or naming an unknown exercise."""
+
+
+@dataclass(frozen=True)
+class Region:
+    path: Path
+    exercise: str
+    start: int  # line index of BEGIN
+    end: int  # line index of END
+    solution: tuple[str, ...]  # the lines between
+
+
+def find_regions(path: Path) -> list[Region]:
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    regions, open_at = [], None
+    for i, line in enumerate(lines):
+        if m := BEGIN.match(line):
+            if open_at is not None:
+                raise RegionError(f"{path}:{i + 1}: exercise {m['id']} begins inside another region")
+            if m["id"] not in BY_ID:
+                raise RegionError(f"{path}:{i + 1}: unknown exercise {m['id']}")
+            open_at = (i, m["id"])
+        elif m := END.match(line):
+            if open_at is None or open_at[1] != m["id"]:
+                raise RegionError(f"{path}:{i + 1}: END EXERCISE {m['id']} without its BEGIN")
+            regions.append(Region(Path(path), m["id"], open_at[0], i, tuple(lines[open_at[0] + 1:i])))
+            open_at = None
+    if open_at is not None:
+        raise RegionError(f"{path}:{open_at[0] + 1}: exercise {open_at[1]} is never closed")
+    return regions
+
+
+def stub(exercise_id: str, indent: str) -> list[str]:
+    ex = BY_ID[exercise_id]
+    return [f"{indent}# EXERCISE {ex.id}: {ex.title}",
+            *(f"{indent}# {line}" for line in textwrap.wrap(ex.task, 90)),
+            f'{indent}raise NotImplementedError("exercise {ex.id} ({ex.title}) is not done yet")']
+
+
+def student_text(text: str) -> str:
+    """A file's text as the student edition has it: regions stubbed, STUDENT lines swapped."""
+    lines = text.splitlines()
+    out, skipping = [], False
+    for line in lines:
+        if m := BEGIN.match(line):
+            out.extend(stub(m["id"], m["indent"]))
+            skipping = True
+        elif END.match(line):
+            skipping = False
+        elif not skipping:
+            m = STUDENT.match(line)
+            out.append(f"{m['indent']}{m['student']}" if m else line)
+    return "\n".join(out) + "\n"
+
+
+def source_files(root: Path) -> list[Path]:
+    return sorted(p for d in SOURCE_DIRS for p in (Path(root) / d).rglob("*.py"))
+
+
+def all_regions(root: Path) -> list[Region]:
+    return [r for p in source_files(root) for r in find_regions(p)]

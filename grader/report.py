@@ -1,0 +1,110 @@
+"""A grading report: every check's result, the score, a table for people and JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tabulate import tabulate
+
+from .exercises import BY_ID
+
+STATUSES = ("pass", "fail", "not done", "error", "timeout")
+# an exercise shows its most telling check: unfinished work first, then breakage, then wrong answers
+PRECEDENCE = ("not done", "error", "timeout", "fail", "pass")
+
+
+@dataclass
+class CheckResult:
+    exercise: str  # "4.1" or "stage 4"
+    check: str
+    tier: str  # "public" or "hidden"
+    status: str  # one of STATUSES
+    message: str = ""
+    value: float | None = None  # the loss, for loss checks
+
+
+@dataclass
+class Report:
+    submission: str
+    tier: str  # the tiers that ran: "public", or "hidden" (public and hidden)
+    schedule: str
+    results: list[CheckResult]
+    seconds: float = 0.0
+    log: str = ""  # the tail of what the submission printed: shown, never parsed
+    test_source: str = "course split"
+    student: str = ""
+    version: int = field(default=1)
+
+    @property
+    def passed(self) -> int:
+        return sum(r.status == "pass" for r in self.results)
+
+    @property
+    def score(self) -> float:
+        return self.passed / len(self.results) if self.results else 0.0
+
+    def loss(self, stage: int, split: str) -> float | None:
+        exercise = "6.1" if stage == 6 else f"stage {stage}"
+        return next((r.value for r in self.results
+                     if r.exercise == exercise and r.check.startswith(f"{split} loss")), None)
+
+    def title(self) -> str:
+        if self.tier == "public":
+            return "PUBLIC checks only (the hidden checks were not run)"
+        return "PUBLIC and HIDDEN checks"
+
+    def summary(self) -> str:
+        n = len(self.results)
+        if self.tier == "public":
+            if self.passed == n:
+                return (f"All {n} public checks passed. Hidden checks were not run: your instructor's grading "
+                        "adds them, on inputs and data you have not seen.")
+            return f"{self.passed} of {n} public checks passed (hidden checks were not run)."
+        return f"{self.passed} of {n} checks passed, public and hidden (score {100 * self.score:.1f}%)."
+
+    def exercise_rows(self) -> list[list]:
+        rows = []
+        for exercise in dict.fromkeys(r.exercise for r in self.results):
+            mine = [r for r in self.results if r.exercise == exercise]
+            worst = min(mine, key=lambda r: PRECEDENCE.index(r.status))
+            what = BY_ID[exercise].title if exercise in BY_ID else "training and model"
+            note = worst.message if worst.status != "pass" else "; ".join(
+                r.message for r in mine if r.value is not None)
+            rows.append([exercise, what, worst.status.upper() if worst.status != "pass" else "pass",
+                         f"{sum(r.status == 'pass' for r in mine)}/{len(mine)}", _wrap(note)])
+        return rows
+
+    def table(self, tablefmt: str = "simple", every_check: bool = False) -> str:
+        if every_check:
+            rows = [[r.exercise, r.tier, r.check, r.status, _wrap(r.message)] for r in self.results]
+            body = tabulate(rows, ["exercise", "tier", "check", "status", "message"], tablefmt=tablefmt)
+        else:
+            body = tabulate(self.exercise_rows(), ["exercise", "what", "status", "checks", "message"],
+                            tablefmt=tablefmt)
+        return "\n".join([f"{self.title()}  ({self.schedule} schedule, {self.seconds:.0f} s)", body, "",
+                          self.summary()])
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data.update(passed=self.passed, total=len(self.results), score=self.score, title=self.title())
+        return json.dumps(data, indent=2)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json(), encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_json(cls, text: str) -> Report:
+        data = json.loads(text)
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        fields["results"] = [CheckResult(**r) for r in data["results"]]
+        return cls(**fields)
+
+
+def _wrap(text: str, width: int = 70) -> str:
+    return "\n".join(textwrap.wrap(text, width)) if text else ""

@@ -1,0 +1,130 @@
+"""Run probes against untrusted code in a child process, with a time and a memory limit.
+
+One child runs the calls in order and writes each result as it goes. A call that hangs past the
+time limit is killed and reported as a timeout; a child that dies (a crash, `os._exit`, the memory
+limit) loses only the call it was in; in both cases a fresh child takes the remaining calls.
+Results are read with `torch.load(weights_only=True)`, so a forged result file can carry numbers,
+never code; what the child prints is kept as a log, never read as a result.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+POLL = 0.02  # seconds between looks at the child
+LOG_TAIL = 2000  # characters of the child's output kept in a report
+
+
+@dataclass
+class Call:
+    probe: str  # a function in grader.probes
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    status: str  # "ok", "not done", "error", "timeout"
+    value: Any = None
+    message: str = ""
+
+
+@dataclass
+class Limits:
+    seconds: float = 60.0  # per call
+    memory_mb: int = 4096  # address space of the child (torch alone maps about 1.5 GB)
+
+
+def run_calls(submission: Path, calls: list[Call], limits: Limits = Limits()) -> tuple[list[Outcome], str]:
+    """Run `calls` against the submission at `submission`; returns one Outcome per call, and the
+    tail of everything the submission printed."""
+    outcomes: list[Outcome] = []
+    log = ""
+    with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
+        tmp = Path(tmp)
+        job = tmp / "job.pt"
+        torch.save({"submission": str(Path(submission).resolve()),
+                    "calls": [(c.probe, c.kwargs) for c in calls]}, job)
+        while len(outcomes) < len(calls):
+            outcomes += _run_child(job, tmp, start=len(outcomes), total=len(calls), limits=limits)
+        log_file = tmp / "log.txt"
+        if log_file.exists():
+            log = log_file.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL:]
+    return outcomes, log
+
+
+def _run_child(job: Path, tmp: Path, start: int, total: int, limits: Limits) -> list[Outcome]:
+    """Start a child at call `start`; collect results until it finishes, dies, or hangs."""
+    results = []
+    with open(tmp / "log.txt", "ab") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "makemore_wavenet.grader.child", str(job), str(tmp), str(start)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=tmp, env=_child_env(),
+            start_new_session=True, preexec_fn=lambda: _limit_memory(limits.memory_mb))
+        try:
+            i, since = start, time.monotonic()
+            while i < total:
+                result = tmp / f"{i}.pt"
+                if result.exists():
+                    results.append(_load(result))
+                    i, since = i + 1, time.monotonic()
+                elif child.poll() is not None:
+                    if not (tmp / f"{i}.pt").exists():  # it died in call i
+                        results.append(Outcome("error", message=_death(child.returncode, limits)))
+                        break
+                elif time.monotonic() - since > limits.seconds:
+                    results.append(Outcome("timeout", message=f"no result within {limits.seconds:g} s "
+                                           "(an endless loop? far too much work?)"))
+                    break
+                else:
+                    time.sleep(POLL)
+        finally:
+            _kill(child)
+    return results
+
+
+def _load(path: Path) -> Outcome:
+    try:
+        raw = torch.load(path, weights_only=True)
+        return Outcome(raw["status"], raw.get("value"), raw.get("message", ""))
+    except Exception as err:  # a result file the grader did not write as it should be
+        return Outcome("error", message=f"unreadable result ({type(err).__name__}): {err}"[:300])
+
+
+def _death(code: int, limits: Limits) -> str:
+    if code < 0:
+        name = signal.Signals(-code).name
+        hint = f" (the memory limit is {limits.memory_mb} MB)" if -code in (signal.SIGKILL, signal.SIGSEGV) else ""
+        return f"the process was killed by {name}{hint}"
+    return f"the process exited with code {code} before returning a result (os._exit? a crash?)"
+
+
+def _child_env() -> dict:
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+    return env  # no MAKEMORE_NAMES: the child gets its data from the parent
+
+
+def _limit_memory(megabytes: int) -> None:
+    limit = megabytes * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _kill(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)  # the whole group: a student's subprocesses too
+        except ProcessLookupError:
+            pass
+    child.wait()
