@@ -29,7 +29,7 @@ def cmd_grade(args) -> int:
               file=sys.stderr)
         return EXIT_GRADER
     report = grade(path, tier=args.tier, schedule=args.schedule, stages=tuple(args.stage), retrain=args.retrain,
-                   names=args.names, test_names=args.test_names,
+                   losses=not args.skip_loss, names=args.names, test_names=args.test_names,
                    limits=Limits(seconds=args.timeout, memory_mb=args.memory))
     print(report.table(every_check=args.every_check))
     if args.json:
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", type=int, nargs="+", choices=range(1, 7), default=list(range(1, 7)),
                    metavar="N", help="grade only these stages")
     p.add_argument("--retrain", action="store_true", help="train even where a valid checkpoint exists")
+    p.add_argument("--skip-loss", action="store_true", help="only the exercise checks: no training, in seconds")
     p.add_argument("--names", help="names file for training and val (default: $MAKEMORE_NAMES or data/names.txt)")
     p.add_argument("--test-names", help="hidden tier: a private names file whose every name is a test example")
     p.add_argument("--json", help="also write the report as JSON to this file")

@@ -83,16 +83,26 @@ def exercise_checks(tier: str, seed: int, sizes: dict) -> list[Check]:
                     "the stage's CONFIG and the size of the model it builds") for s in range(1, 6)]
         checks += [("6.1", "configuration and parameter count", Call("stage_config", {"stage": 6}),
                     "n_embd 24, n_hidden 128, block_size 8, bn_reduce_time True")]
+        checks += [(f"stage {s}" if s < 6 else "6.1", "initial weight scale", Call("init_scales", {"stage": s, "seed": 42}),
+                    "each Linear's weight is randn(fan_in, fan_out) / sqrt(fan_in), so std(W) * sqrt(fan_in) "
+                    "is about 1; the last layer's weight is then scaled by 0.1") for s in range(1, 7)]
     return [Check(ex, name, call, tier, hint) for ex, name, call, hint in checks]
 
 
-def compare(expected, got, path: str = "result") -> str | None:
-    """None if `got` matches `expected`; else what differs, in words a student can act on."""
+def compare(expected, got) -> str | None:
+    """None if `got` matches `expected`; else what differs, in words a student can act on.
+    A wrong shape anywhere is reported before wrong values: it says more about the mistake."""
+    return _compare(expected, got, "result", values=False) or _compare(expected, got, "result", values=True)
+
+
+def _compare(expected, got, path: str, values: bool) -> str | None:
     if isinstance(expected, torch.Tensor):
         if not isinstance(got, torch.Tensor):
             return f"{path}: expected a tensor, got {type(got).__name__}"
         if tuple(got.shape) != tuple(expected.shape):
             return f"{path}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
+        if not values:
+            return None
         if expected.dtype.is_floating_point:
             if not torch.allclose(got.double(), expected.double(), rtol=1e-4, atol=1e-6, equal_nan=True):
                 diff = (got.double() - expected.double()).abs().nan_to_num(float("inf")).max().item()
@@ -106,15 +116,18 @@ def compare(expected, got, path: str = "result") -> str | None:
         for key in expected:
             if key not in got:
                 return f"{path}: missing {key!r}"
-            if (problem := compare(expected[key], got[key], key if path == "result" else f"{path}.{key}")):
+            child = key if path == "result" else f"{path}.{key}"
+            if (problem := _compare(expected[key], got[key], child, values)):
                 return problem
         return None
     if isinstance(expected, (list, tuple)):
         if not isinstance(got, (list, tuple)) or len(got) != len(expected):
             return f"{path}: expected {len(expected)} items, got {len(got) if isinstance(got, (list, tuple)) else got!r}"
         for i, (e, x) in enumerate(zip(expected, got)):
-            if (problem := compare(e, x, f"{path}[{i}]")):
+            if (problem := _compare(e, x, f"{path}[{i}]", values)):
                 return problem
+        return None
+    if not values:
         return None
     if isinstance(expected, float):
         ok = isinstance(got, (int, float)) and math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9)

@@ -67,13 +67,14 @@ def reference_values(checks: list[Check]) -> dict:
 
 
 def grade(submission: str | Path, tier: str = "public", schedule: str = "quick", stages=STAGES,
-          retrain: bool = False, names: str | Path | None = None, test_names: str | Path | None = None,
+          retrain: bool = False, losses: bool = True, names: str | Path | None = None, test_names: str | Path | None = None,
           limits: Limits = Limits(), references: dict | None = None) -> Report:
     submission = Path(submission).resolve()
     start = time.perf_counter()
     checks = checks_for(tier, stages)
     references = references if references is not None else reference_values(checks)
-    loss_calls, loss_jobs = _loss_calls(submission, tier, schedule, stages, retrain, names, test_names)
+    loss_calls, loss_jobs = _loss_calls(submission, tier, schedule, stages if losses else (), retrain, names,
+                                        test_names)
     outcomes, log = run_calls(submission, [c.call for c in checks] + loss_calls, limits)
     results = [_judge(check, references[check_key(check)], outcome)
                for check, outcome in zip(checks, outcomes)]

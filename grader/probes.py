@@ -53,6 +53,19 @@ def stage_config(stage: int) -> dict:
     return {**asdict(s.CONFIG), "params": count_parameters(s.build_model(s.CONFIG, device="meta"))}
 
 
+def init_scales(stage: int, seed: int) -> dict:
+    """std(W) * sqrt(fan_in) of every Linear in the freshly built model: about 1, and about 0.1
+    for the last layer, when weights are randn / sqrt(fan_in) and the last is scaled by 0.1."""
+    from makemore_wavenet.stages import get_stage
+
+    s = get_stage(stage)
+    torch.manual_seed(seed)
+    model = s.build_model(s.CONFIG)
+    linears = [m for m in model.modules() if isinstance(m, _layers().Linear)]
+    return {"weight_scales": torch.tensor([m.weight.std().item() * m.weight.shape[0] ** 0.5 for m in linears],
+                                          dtype=torch.float64)}
+
+
 def mlp_forward(x: torch.Tensor, training: bool, seed: int) -> dict:
     from makemore_wavenet.stages import get_stage
 

@@ -1,0 +1,229 @@
+"""The grader: the answer key passes, the fresh student edition is "not done", broken and hostile
+submissions are caught with the right status, and the edition leaks nothing."""
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from makemore_wavenet.grader.__main__ import main as grader_main
+from makemore_wavenet.grader.exercises import EXERCISES
+from makemore_wavenet.grader.grade import checks_for, grade, reference_values
+from makemore_wavenet.grader.regions import RegionError, all_regions, find_regions, student_text
+from makemore_wavenet.grader.release import release
+from makemore_wavenet.grader.sandbox import Limits
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def references():
+    return reference_values(checks_for("hidden"))
+
+
+@pytest.fixture(scope="module")
+def edition(tmp_path_factory):
+    out = tmp_path_factory.mktemp("edition") / "student"
+    assert grader_main(["release", "--out", str(out)]) == 0
+    return out
+
+
+def copy_master(tmp_path: Path) -> Path:
+    root = tmp_path / "submission"
+    for name in ("shared", "stages"):
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def patch(root: Path, file: str, old: str, new: str) -> Path:
+    path = root / file
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {file}"
+    path.write_text(text.replace(old, new, 1))
+    return root
+
+
+def by_exercise(report, exercise):
+    return [r for r in report.results if r.exercise == exercise]
+
+
+def test_every_exercise_has_a_region_and_checks():
+    ids = {r.exercise for r in all_regions(ROOT)}
+    assert ids == {ex.id for ex in EXERCISES}
+    checked = {c.exercise for c in checks_for("hidden")}
+    assert {ex.id for ex in EXERCISES} <= checked
+    assert {c.tier for c in checks_for("hidden")} == {"public", "hidden"}
+
+
+def test_master_passes_every_check_public_and_hidden(references):
+    report = grade(ROOT, tier="hidden", schedule="quick", references=references)
+    failures = [r for r in report.results if r.status != "pass"]
+    assert not failures, failures
+    assert {r.tier for r in report.results} == {"public", "hidden"}
+    assert report.loss(6, "val") is not None and report.loss(6, "test") is not None
+    assert "HIDDEN" in report.title()
+
+
+def test_fresh_student_edition_reports_every_exercise_not_done(edition):
+    report = grade(edition, tier="public", schedule="quick")
+    statuses = {row[0]: row[2] for row in report.exercise_rows()}
+    assert {ex.id for ex in EXERCISES} <= set(statuses)
+    assert all(statuses[ex.id] == "NOT DONE" for ex in EXERCISES), statuses
+    assert "public checks" in report.summary() and "hidden checks were not run" in report.summary()
+
+
+def test_edition_cannot_run_the_hidden_tier(edition):
+    assert not (edition / "grader" / "hidden").exists()
+
+
+def test_edition_holds_no_solution_line_and_no_hidden_check(edition):
+    from makemore_wavenet.grader.hidden import HIDDEN_SEED, HIDDEN_SIZES
+
+    edition_text = "\n".join(p.read_text(errors="replace") for p in edition.rglob("*") if p.is_file()
+                             and p.suffix in {".py", ".ipynb", ".md", ".toml"})
+    master_outside_regions = "\n".join(student_text(p.read_text()) for p in ROOT.glob("*/**/*.py"))
+    leaks = []
+    for region in all_regions(ROOT):
+        for line in region.solution:
+            code = line.split("#")[0].strip()
+            if len(code) > 8 and code not in master_outside_regions and code in edition_text:
+                leaks.append((region.exercise, code))
+    assert not leaks
+    assert str(HIDDEN_SEED) not in edition_text and "HIDDEN_SIZES" not in edition_text
+    assert not list(edition.rglob("hidden"))
+    assert "tests" not in {p.name for p in edition.iterdir()}
+
+
+def test_edition_never_loads_the_test_split(edition):
+    data_py = (edition / "shared" / "data.py").read_text()
+    assert 'SPLITS = ("train", "val")' in data_py and '"test")' not in data_py.split("SPLITS =")[1].split("\n")[0]
+
+
+def test_edition_notebooks_are_valid_and_hold_the_exercises(edition):
+    for stage in range(1, 7):
+        nb = nbformat.read(edition / "notebooks" / f"stage{stage}.ipynb", as_version=4)
+        nbformat.validate(nb)
+        assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# Stage {stage}")
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        for ex in (e for e in EXERCISES if e.stage == stage):
+            assert f'raise NotImplementedError("exercise {ex.id}' in code
+
+
+def test_malformed_regions_are_errors(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("# BEGIN EXERCISE 4.1\nx = 1\n")
+    with pytest.raises(RegionError, match="never closed"):
+        find_regions(bad)
+    bad.write_text("# BEGIN EXERCISE 9.9\n# END EXERCISE 9.9\n")
+    with pytest.raises(RegionError, match="unknown exercise"):
+        find_regions(bad)
+
+
+# --- broken and hostile submissions: each caught, with the right status and a useful message ---
+
+FAST = dict(tier="public", schedule="quick", losses=False)
+
+
+def test_batchnorm_reducing_over_dim_0_in_stage_5(tmp_path):
+    root = patch(copy_master(tmp_path), "shared/layers.py", "dims = (0, 1)  # batch and positions", "dims = 0")
+    report = grade(root, stages=(5,), **FAST)
+    bn = [r for r in by_exercise(report, "5.1") if r.status != "pass"]
+    assert bn and all(r.status == "fail" for r in bn)
+    assert "running_mean: expected shape (1, 1, 3), got (1, 8, 3)" in bn[0].message
+    assert "dims (0, 1)" in bn[0].message
+
+
+def test_flatten_consecutive_that_mixes_examples(tmp_path):
+    root = patch(copy_master(tmp_path), "shared/layers.py", "x = x.view(B, T // self.n, C * self.n)",
+                 "x = x.transpose(0, 1).reshape(T // self.n, B, C * self.n).transpose(0, 1)")
+    report = grade(root, stages=(4,), **FAST)
+    fc = by_exercise(report, "4.1")
+    assert fc[0].status == "fail" and "values differ" in fc[0].message
+    assert "mixes positions of different examples" in fc[0].message
+
+
+def test_linear_without_fan_in_scaling(tmp_path):
+    root = patch(copy_master(tmp_path), "shared/layers.py", "/ fan_in**0.5  # kaiming-like", "  # kaiming-like")
+    report = grade(root, stages=(1,), **FAST)
+    init = [r for r in report.results if r.check == "initial weight scale"][0]
+    assert init.status == "fail" and "weight_scales" in init.message and "sqrt(fan_in)" in init.message
+
+
+def test_model_of_the_wrong_size(tmp_path):
+    root = patch(copy_master(tmp_path), "stages/stage5_batchnorm_fix/model.py", "n_hidden=68", "n_hidden=64")
+    report = grade(root, stages=(5,), **FAST)
+    size = [r for r in by_exercise(report, "stage 5") if r.check.startswith("configuration")][0]
+    assert size.status == "fail" and "expected 68, got 64" in size.message
+
+
+def test_constant_logits_fail_the_loss_check(tmp_path):
+    root = patch(copy_master(tmp_path), "stages/stage1_baseline_mlp/model.py",
+                 "        return x  # (B, vocab_size)", "        return x * 0  # (B, vocab_size)")
+    report = grade(root, stages=(1,), tier="public", schedule="quick")
+    loss = [r for r in by_exercise(report, "stage 1") if r.check.startswith("val loss")][0]
+    assert loss.status == "fail" and abs(loss.value - 3.2958) < 1e-3 and "constant logits" in loss.message
+
+
+def test_code_that_raises_is_an_error_and_the_rest_still_runs(tmp_path):
+    root = patch(copy_master(tmp_path), "shared/layers.py", "        return x.view(x.shape[0], -1)",
+                 "        raise KeyError('oops')")
+    report = grade(root, stages=(2,), **FAST)
+    flat = by_exercise(report, "2.2")[0]
+    assert flat.status == "error" and "KeyError: 'oops'" in flat.message and "layers.py" in flat.message
+    assert all(r.status == "pass" for r in by_exercise(report, "2.1") + by_exercise(report, "2.3"))
+
+
+def test_infinite_loop_times_out_and_loses_nothing_else(tmp_path):
+    root = patch(copy_master(tmp_path), "shared/layers.py", "        return self.weight[ix]  # (B, T) -> (B, T, C)",
+                 "        while True:\n            pass")
+    report = grade(root, stages=(2,), limits=Limits(seconds=5), **FAST)
+    assert by_exercise(report, "2.1")[0].status == "timeout"
+    assert all(r.status == "pass" for r in by_exercise(report, "2.2") + by_exercise(report, "2.3"))
+
+
+def test_memory_hog_is_stopped_by_the_limit(tmp_path):
+    root = patch(copy_master(tmp_path), "shared/layers.py", "        return x.view(x.shape[0], -1)",
+                 "        hog = [bytearray(10**8) for _ in range(10**4)]")
+    report = grade(root, stages=(2,), limits=Limits(seconds=60, memory_mb=3000), **FAST)
+    flat = by_exercise(report, "2.2")[0]
+    assert flat.status == "error" and "memory" in flat.message
+    assert by_exercise(report, "2.3")[0].status == "pass"
+
+
+def test_printing_a_fake_pass_changes_nothing(tmp_path):
+    root = patch(copy_master(tmp_path), "shared/layers.py", "        x = x.view(B, T // self.n, C * self.n)",
+                 "        print('PASS: all checks passed 29/29'); x = x.view(B, C * self.n, T // self.n)")
+    report = grade(root, stages=(4,), **FAST)
+    assert by_exercise(report, "4.1")[0].status == "fail"
+    assert "PASS: all checks passed" in report.log  # kept as a log, never read as a result
+
+
+@pytest.mark.parametrize("exit_call, message", [("sys.exit(0)", "called sys.exit(0)"),
+                                                ("os._exit(0)", "exited with code 0")])
+def test_exiting_early_is_an_error(tmp_path, exit_call, message):
+    root = copy_master(tmp_path)
+    patch(root, "shared/layers.py", "        return x.view(x.shape[0], -1)",
+          f"        import os, sys\n        {exit_call}")
+    report = grade(root, stages=(2,), **FAST)
+    flat = by_exercise(report, "2.2")[0]
+    assert flat.status == "error" and message in flat.message
+    assert by_exercise(report, "2.3")[0].status == "pass"  # a fresh child took the remaining checks
+
+
+def test_monkeypatched_cross_entropy_cannot_fake_a_loss(tmp_path):
+    root = patch(copy_master(tmp_path), "shared/trainer.py", "LOG_EVERY = 1000",
+                 "LOG_EVERY = 1000\n_ce = F.cross_entropy\nF.cross_entropy = lambda *a, **k: _ce(*a, **k) * 0.001")
+    report = grade(root, stages=(1,), tier="public", schedule="quick")
+    loss = [r for r in by_exercise(report, "stage 1") if r.check.startswith("val loss")][0]
+    assert loss.status == "fail" and loss.value > 2.5  # the parent computed the true loss
+
+
+def test_grade_command_exit_codes(tmp_path, edition):
+    assert grader_main(["grade", str(edition), "--skip-loss", "--stage", "2",
+                        "--json", str(tmp_path / "r.json")]) == 1
+    assert (tmp_path / "r.json").is_file()
+    assert grader_main(["grade", str(tmp_path)]) == 3  # not a checkout
+    with pytest.raises(SystemExit) as err:
+        grader_main(["grade", "--tier", "secret"])
+    assert err.value.code == 2
