@@ -1,6 +1,8 @@
 """Command line for the grader.
 
     python -m makemore_wavenet.grader grade [PATH]       grade a checkout or student edition
+    python -m makemore_wavenet.grader grade-all FOLDER   grade a class into the gradebook
+    python -m makemore_wavenet.grader leaderboard        per-stage public and private boards
     python -m makemore_wavenet.grader release [--out D]  write the student edition
 
 Exit codes of `grade`: 0 every check passed; 1 some check did not pass (fail, not done, error,
@@ -12,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from tabulate import tabulate
 
 from makemore_wavenet.shared.data import DataError
 
@@ -35,6 +39,37 @@ def cmd_grade(args) -> int:
     if args.json:
         print(f"report written to {report.save(args.json)}")
     return EXIT_PASS if report.passed == len(report.results) else EXIT_NOT_PASSED
+
+
+def cmd_grade_all(args) -> int:
+    import time
+
+    from .batch import find_submissions, grade_many
+    from .gradebook import Gradebook
+
+    submissions = find_submissions(args.folder)
+    start = time.perf_counter()
+    with Gradebook(args.gradebook) as book:
+        stored = grade_many(submissions, book, cohort=args.cohort, tier=args.tier, schedule=args.schedule,
+                            stages=tuple(args.stage), retrain=args.retrain, names=args.names,
+                            test_names=args.test_names, limits=Limits(seconds=args.timeout, memory_mb=args.memory))
+        rows = [[student, f"{(r := book.report(rid)).passed}/{len(r.results)}", f"{100 * r.score:.1f}%"]
+                for student, rid in sorted(stored)]
+    print(tabulate(rows, ["student", "checks passed", "score"]))
+    print(f"{len(stored)} submissions graded in {time.perf_counter() - start:.1f} s; reports in {args.gradebook}")
+    return EXIT_PASS
+
+
+def cmd_leaderboard(args) -> int:
+    from .gradebook import Gradebook
+    from .leaderboard import leaderboards, render
+
+    if not Path(args.gradebook).exists():
+        raise RuntimeError(f"no gradebook at {args.gradebook}: grade a class first (grade-all)")
+    with Gradebook(args.gradebook) as book:
+        print(render(leaderboards(book, schedule=args.schedule, cohort=args.cohort, stages=args.stage),
+                     args.format), end="")
+    return EXIT_PASS
 
 
 def cmd_release(args) -> int:
@@ -71,6 +106,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=Limits.seconds, help="seconds allowed per check")
     p.add_argument("--memory", type=int, default=Limits.memory_mb, help="memory limit of the sandbox, MB")
     p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("grade-all", help="grade a folder of submissions into the gradebook", formatter_class=fmt,
+                       description="Grade every subfolder of FOLDER (one per student) in parallel processes; "
+                       "store every report in the SQLite gradebook.")
+    p.add_argument("folder", help="one subfolder per student, named by the student's id")
+    p.add_argument("--gradebook", default="gradebook.db", help="the SQLite gradebook to add the reports to")
+    p.add_argument("--cohort", default="", help="cohort label stored with every report (e.g. 2026-fall)")
+    p.add_argument("--tier", choices=["public", "hidden"], default="hidden", help="which checks run")
+    p.add_argument("--schedule", choices=["quick", "full"], default="full", help="the loss checks' schedule")
+    p.add_argument("--stage", type=int, nargs="+", choices=range(1, 7), default=list(range(1, 7)), metavar="N")
+    p.add_argument("--retrain", action="store_true", help="train even where a valid checkpoint exists")
+    p.add_argument("--names", help="names file for training and val")
+    p.add_argument("--test-names", help="a private names file whose every name is a test example")
+    p.add_argument("--timeout", type=float, default=Limits.seconds, help="seconds allowed per check")
+    p.add_argument("--memory", type=int, default=Limits.memory_mb, help="memory limit of each sandbox, MB")
+    p.set_defaults(func=cmd_grade_all)
+
+    p = sub.add_parser("leaderboard", help="print per-stage leaderboards from the gradebook", formatter_class=fmt,
+                       description="Public boards rank by val loss, private boards by test loss (hidden "
+                       "tier); each student's newest report counts; students appear under pseudonyms.")
+    p.add_argument("--gradebook", default="gradebook.db", help="the SQLite gradebook")
+    p.add_argument("--format", choices=["terminal", "markdown", "csv"], default="terminal")
+    p.add_argument("--schedule", choices=["quick", "full"], help="only reports graded with this schedule")
+    p.add_argument("--cohort", help="only this cohort")
+    p.add_argument("--stage", type=int, nargs="+", choices=range(1, 7), default=list(range(1, 7)), metavar="N")
+    p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("release", help="write the student edition", formatter_class=fmt,
                        description="Stub every solution region, write one notebook per stage, ship only "

@@ -58,6 +58,7 @@ def main(job_path: str, out_dir: str, start: str) -> None:
         for i in range(int(start), len(job["calls"])):
             _write(Path(out_dir), i, failure)
         return
+    (Path(out_dir) / f"ready.{start}").touch()  # loaded: a hang or death from here on is one call's
     for i in range(int(start), len(job["calls"])):
         name, kwargs = job["calls"][i]
         try:

@@ -88,6 +88,11 @@ def _run_child(job: Path, tmp: Path, start: int, total: int, limits: Limits) -> 
                     break
                 else:
                     time.sleep(POLL)
+            if results and i == start and not (tmp / f"ready.{start}").exists():
+                # it never got past loading the submission: every remaining call would do the same
+                first = results[0]
+                first.message = f"while loading the submission: {first.message}"
+                results += [Outcome(first.status, message=first.message) for _ in range(total - start - 1)]
         finally:
             _kill(child)
     return results

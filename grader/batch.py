@@ -1,0 +1,80 @@
+"""Grade a class: every submission in its own worker, every report into the gradebook.
+
+Grading one submission is an independent job, so any `concurrent.futures` executor can run them:
+local processes by default. Each report is stored the moment it arrives, and a submission that
+breaks the grader itself still gets a report that says so: one bad submission never costs
+another's result.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .gradebook import Gradebook
+from .report import CheckResult, Report
+
+
+def find_submissions(folder: str | Path) -> list[tuple[str, Path]]:
+    """(student, path) for every submission in `folder`: each subfolder is one student's work."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RuntimeError(f"{folder} is not a folder of submissions")
+    subs = [(p.name, p) for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    if not subs:
+        raise RuntimeError(f"{folder} holds no submissions (one subfolder per student)")
+    return subs
+
+
+def grade_one(student: str, path: Path, options: dict) -> Report:
+    """grade(), never raising: a failure of the grader on this submission becomes its report."""
+    from .grade import grade
+
+    start = time.perf_counter()
+    try:
+        report = grade(path, **options)
+    except Exception as err:
+        report = Report(submission=str(path), tier=options.get("tier", "public"),
+                        schedule=options.get("schedule", "quick"), seconds=time.perf_counter() - start,
+                        results=[CheckResult("submission", "grading", options.get("tier", "public"), "error",
+                                             f"the grader could not grade this submission: "
+                                             f"{type(err).__name__}: {err}")],
+                        log=traceback.format_exc()[-2000:])
+    report.student = student
+    return report
+
+
+def grade_many(submissions: list[tuple[str, Path]], gradebook: Gradebook, cohort: str = "",
+               executor: Executor | None = None, progress: bool = True, **options) -> list[tuple[str, int]]:
+    """Grade every (student, path) and store each report; returns (student, report id) pairs."""
+    own = executor is None
+    if own:
+        workers = min(len(submissions), os.cpu_count() or 1)
+        executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    stored = []
+    try:
+        futures = {executor.submit(grade_one, student, path, options): (student, path)
+                   for student, path in submissions}
+        with tqdm(total=len(futures), desc="grading", unit="submission", disable=not progress) as bar:
+            for future in as_completed(futures):
+                student, path = futures[future]
+                try:
+                    report = future.result()
+                except Exception as err:  # the worker itself died: still a report
+                    report = Report(str(path), options.get("tier", "public"), options.get("schedule", "quick"),
+                                    [CheckResult("submission", "grading", "public", "error",
+                                                 f"the grading worker failed: {type(err).__name__}: {err}")],
+                                    student=student)
+                stored.append((student, gradebook.add(report, student, cohort)))
+                bar.set_postfix(last=f"{student} {report.passed}/{len(report.results)}", refresh=False)
+                bar.update()
+    finally:
+        if own:
+            executor.shutdown()
+    return stored

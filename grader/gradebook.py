@@ -1,0 +1,116 @@
+"""The gradebook: every report, in SQLite, with its losses in a table of their own for the boards.
+
+Students appear on leaderboards under pseudonyms: a stable adjective-animal name made from a
+keyed hash of the student id, with a key that lives in the gradebook (so pseudonyms cannot be
+recomputed from a list of ids without the file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .report import Report
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS reports (
+    id INTEGER PRIMARY KEY,
+    student TEXT NOT NULL,
+    cohort TEXT NOT NULL DEFAULT '',
+    graded_at TEXT NOT NULL,
+    tier TEXT NOT NULL,
+    schedule TEXT NOT NULL,
+    passed INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    report_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS losses (
+    report_id INTEGER NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
+    stage INTEGER NOT NULL,
+    split TEXT NOT NULL,
+    loss REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reports_by_student ON reports(student, cohort, schedule);
+"""
+ADJECTIVES = ("amber", "brisk", "calm", "deft", "eager", "fond", "gentle", "hazel", "ivory", "jolly", "keen",
+              "lucid", "mellow", "noble", "opal", "plucky", "quiet", "rapid", "sunny", "tidy", "upbeat",
+              "vivid", "witty", "young", "zesty", "bold", "clever", "dapper", "fuzzy", "grand", "lively", "merry")
+ANIMALS = ("otter", "heron", "lynx", "panda", "koala", "finch", "gecko", "ibis", "jackal", "kiwi", "lemur",
+           "marten", "newt", "ocelot", "puffin", "quail", "raven", "seal", "tapir", "urchin", "vole", "wombat",
+           "yak", "zebra", "badger", "crane", "dingo", "egret", "ferret", "gibbon", "hare", "impala")
+
+
+class Gradebook:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path)
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.executescript(SCHEMA)
+        if self._meta("pseudonym_key") is None:
+            with self.db:
+                self.db.execute("INSERT INTO meta VALUES ('pseudonym_key', ?)", (secrets.token_hex(16),))
+
+    def _meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Gradebook:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def add(self, report: Report, student: str, cohort: str = "") -> int:
+        """Store a report (and its losses); returns its id. One transaction: all of it or nothing."""
+        with self.db:
+            cur = self.db.execute(
+                "INSERT INTO reports (student, cohort, graded_at, tier, schedule, passed, total, seconds, "
+                "report_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (student, cohort, datetime.now(timezone.utc).isoformat(timespec="seconds"), report.tier,
+                 report.schedule, report.passed, len(report.results), report.seconds, report.to_json()))
+            rows = [(cur.lastrowid, stage, split, loss) for stage in range(1, 7) for split in ("val", "test")
+                    if (loss := report.loss(stage, split)) is not None and loss == loss]  # no NaN
+            self.db.executemany("INSERT INTO losses VALUES (?, ?, ?, ?)", rows)
+        return cur.lastrowid
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
+
+    def report(self, report_id: int) -> Report:
+        row = self.db.execute("SELECT report_json FROM reports WHERE id = ?", (report_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no report {report_id} in {self.path}")
+        return Report.from_json(row[0])
+
+    def latest(self, schedule: str | None = None, cohort: str | None = None) -> list[dict]:
+        """The newest report of each (student, cohort): id, student, cohort, tier, passed, total."""
+        query = """SELECT id, student, cohort, tier, schedule, passed, total FROM reports r WHERE id = (
+                       SELECT MAX(id) FROM reports WHERE student = r.student AND cohort = r.cohort
+                       AND (:schedule IS NULL OR schedule = :schedule))
+                   AND (:cohort IS NULL OR cohort = :cohort) ORDER BY id"""
+        cols = ("id", "student", "cohort", "tier", "schedule", "passed", "total")
+        rows = self.db.execute(query, {"schedule": schedule, "cohort": cohort}).fetchall()
+        return [dict(zip(cols, row)) for row in rows]
+
+    def losses(self, report_ids: list[int], stage: int) -> dict[int, dict[str, float]]:
+        marks = ",".join("?" * len(report_ids)) or "NULL"
+        out: dict[int, dict[str, float]] = {}
+        for rid, split, loss in self.db.execute(
+                f"SELECT report_id, split, loss FROM losses WHERE stage = ? AND report_id IN ({marks})",
+                (stage, *report_ids)):
+            out.setdefault(rid, {})[split] = loss
+        return out
+
+    def pseudonym(self, student: str) -> str:
+        digest = hmac.new(bytes.fromhex(self._meta("pseudonym_key")), student.encode(), hashlib.sha256).digest()
+        return f"{ADJECTIVES[digest[0] % len(ADJECTIVES)]}-{ANIMALS[digest[1] % len(ANIMALS)]}-{digest[2]:02x}"

@@ -1,0 +1,158 @@
+"""A class of 20 submissions graded from checkpoints, some crashing, hanging or cheating: every
+report is stored, the honest ones are scored right, and the leaderboards read the gradebook."""
+
+import csv
+import io
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from makemore_wavenet.grader.__main__ import main as grader_main
+from makemore_wavenet.grader.batch import find_submissions, grade_many
+from makemore_wavenet.grader.gradebook import Gradebook
+from makemore_wavenet.grader.leaderboard import leaderboards, render
+from makemore_wavenet.grader.sandbox import Limits
+from makemore_wavenet.grader.thresholds import SCHEDULES
+from makemore_wavenet.shared.trainer import run
+from makemore_wavenet.stages import get_stage
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = (1, 2)
+
+BROKEN = {  # student: (file, old, new), each a way to crash, hang or cheat
+    "crash-syntax": ("shared/layers.py", "class Tanh(Module):", "class Tanh(Module)"),
+    "crash-exit-on-import": ("shared/__init__.py", '"""', 'import os; os._exit(3)\n"""'),
+    "hang-on-import": ("shared/layers.py", "class Tanh(Module):", "while True:\n    pass\n\n\nclass Tanh(Module):"),
+    "hang-in-flatten": ("shared/layers.py", "        return x.view(x.shape[0], -1)", "        while True:\n            pass"),
+    "cheat-fake-pass": ("shared/layers.py", "        return x.view(x.shape[0], -1)",
+                        "        print('ALL CHECKS PASSED'); return x.reshape(-1, x.shape[0]).T"),
+    "cheat-cross-entropy": ("shared/trainer.py", "LOG_EVERY = 1000",
+                            "LOG_EVERY = 1000\nimport torch.nn.functional\ntorch.nn.functional.cross_entropy = "
+                            "lambda *a, **k: torch.zeros((), requires_grad=True)"),
+}
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, splits_by_block):
+    """runs/stageN/checkpoint.pt for the graded stages, trained once with the quick schedule."""
+    runs = tmp_path_factory.mktemp("runs")
+    metrics = {}
+    for n in STAGES:
+        stage = get_stage(n)
+        result = run(stage.build_model, stage.CONFIG, SCHEDULES["quick"], splits_by_block(stage.CONFIG.block_size),
+                     out_dir=runs / f"stage{n}", progress=False, stage=n)
+        metrics[n] = result.metrics
+    return runs, metrics
+
+
+@pytest.fixture(scope="module")
+def classroom(tmp_path_factory, checkpoints):
+    folder = tmp_path_factory.mktemp("class")
+    runs, _ = checkpoints
+    honest = [f"honest-{i:02d}" for i in range(20 - len(BROKEN) - 1)]
+    for student in honest + list(BROKEN) + ["cheat-forged-checkpoint"]:
+        root = folder / student
+        for name in ("shared", "stages"):
+            shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(runs, root / "runs")
+        if student in BROKEN:
+            file, old, new = BROKEN[student]
+            text = (root / file).read_text()
+            assert old in text
+            (root / file).write_text(text.replace(old, new, 1))
+    # a checkpoint of an untrained model whose metrics claim a miracle
+    forged = root = folder / "cheat-forged-checkpoint" / "runs" / "stage1" / "checkpoint.pt"
+    ckpt = torch.load(forged, weights_only=True)
+    torch.manual_seed(0)
+    fresh = get_stage(1).build_model()
+    ckpt["state"] = {k: v.clone() for k, v in fresh.state().items()}
+    ckpt["metrics"] = {"train": 0.5, "val": 0.5, "test": 0.5}
+    torch.save(ckpt, forged)
+    return folder, honest
+
+
+@pytest.fixture(scope="module")
+def graded(classroom, tmp_path_factory):
+    folder, honest = classroom
+    book = Gradebook(tmp_path_factory.mktemp("book") / "gradebook.db")
+    start = time.perf_counter()
+    stored = grade_many(find_submissions(folder), book, cohort="2026", tier="hidden", schedule="quick",
+                        stages=STAGES, limits=Limits(seconds=15), progress=False)
+    print(f"\n20 submissions (stages {STAGES}, hidden tier, from checkpoints) graded in "
+          f"{time.perf_counter() - start:.1f} s")
+    return book, dict(stored), honest
+
+
+def test_every_report_is_stored(graded):
+    book, stored, _ = graded
+    assert len(stored) == 20 and book.count() == 20
+
+
+def test_honest_submissions_are_scored_right(graded, checkpoints):
+    book, stored, honest = graded
+    _, metrics = checkpoints
+    for student in honest:
+        report = book.report(stored[student])
+        assert report.passed == len(report.results), [r for r in report.results if r.status != "pass"]
+        for n in STAGES:
+            assert abs(report.loss(n, "val") - metrics[n]["val"]) < 1e-4
+            assert abs(report.loss(n, "test") - metrics[n]["test"]) < 1e-4
+            assert "checkpoint" in next(r.message for r in report.results if r.value is not None)
+
+
+@pytest.mark.parametrize("student, status, words", [
+    ("crash-syntax", "error", "SyntaxError"),
+    ("crash-exit-on-import", "error", "exited with code 3"),
+    ("hang-on-import", "timeout", "no result within"),
+])
+def test_submissions_that_never_load_fail_every_check(graded, student, status, words):
+    book, stored, _ = graded
+    report = book.report(stored[student])
+    assert report.passed == 0 and all(r.status == status for r in report.results)
+    assert words in report.results[0].message
+
+
+def test_one_hanging_check_costs_only_itself(graded):
+    book, stored, _ = graded
+    report = book.report(stored["hang-in-flatten"])
+    assert [r.status for r in report.results if r.exercise == "2.2"] == ["timeout", "timeout"]
+    stage_2_losses = [r.status for r in report.results if r.exercise == "stage 2" and r.value is None
+                      and "loss" in r.check]
+    assert stage_2_losses == ["timeout", "timeout"]  # stage 2's model uses Flatten too
+    assert report.passed == len(report.results) - 4  # and nothing else was lost
+
+
+def test_cheats_gain_nothing(graded, checkpoints):
+    book, stored, _ = graded
+    fake = book.report(stored["cheat-fake-pass"])
+    assert {r.status for r in fake.results if r.exercise == "2.2"} == {"fail"} and "ALL CHECKS PASSED" in fake.log
+    forged = book.report(stored["cheat-forged-checkpoint"])
+    assert forged.loss(1, "val") > 3.0  # the parent measured the untrained model, not the claimed 0.5
+    ce = book.report(stored["cheat-cross-entropy"])
+    assert ce.passed < len(ce.results)
+
+
+def test_leaderboards_rank_pseudonyms(graded):
+    book, stored, honest = graded
+    boards = leaderboards(book, schedule="quick", stages=STAGES)
+    assert [(b["stage"], b["board"]) for b in boards] == [(1, "public"), (1, "private"), (2, "public"), (2, "private")]
+    public = boards[0]["rows"]
+    assert [row[0] for row in public] == list(range(1, len(public) + 1))
+    assert [row[3] for row in public] == sorted(row[3] for row in public)
+    names = {row[1] for b in boards for row in b["rows"]}
+    assert not names & set(stored)  # pseudonyms, never ids
+    assert book.pseudonym("honest-00") == book.pseudonym("honest-00")
+    text = render(boards, "markdown")
+    assert "## Stage 1, public leaderboard (val loss)" in text and "| student" in text
+    rows = list(csv.reader(io.StringIO(render(boards, "csv"))))
+    assert rows[0] == ["stage", "board", "split", "rank", "student", "cohort", "loss"] and len(rows) > 20
+
+
+def test_leaderboard_command(graded, capsys):
+    book, _, _ = graded
+    assert grader_main(["leaderboard", "--gradebook", str(book.path), "--stage", "1", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("stage,board,split")
+    assert grader_main(["leaderboard", "--gradebook", "/nonexistent/book.db"]) == 3
