@@ -12,7 +12,7 @@ import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests"]
+nox.options.sessions = ["tests"]  # STUDENT: nox.options.sessions = ["grade"]
 
 ROOT = Path(__file__).parent
 SHARED_NAMES = ROOT.parent / "shared" / "data" / "names.txt"  # the course's copy, beside the repo
@@ -55,3 +55,27 @@ def bench(session: nox.Session) -> None:
     """Time per step: the trainer against the lecture's plain loop, measured in the same run."""
     install(session)
     session.run("python", "benchmarks/trainer_vs_lecture_loop.py", *session.posargs, env=names_env())
+
+
+@nox.session(**VENV)
+def grade(session: nox.Session) -> None:
+    """Grade this checkout with the public checks: `nox -s grade -- --stage 4`, or a notebook:
+    `nox -s grade -- notebooks/stage4.ipynb` (see `python -m makemore_wavenet.grader grade --help`)."""
+    install(session)
+    args = session.posargs
+    target = [] if args and not args[0].startswith("-") else ["."]
+    session.run("python", "-m", "makemore_wavenet.grader", "grade", *target, *args, env=names_env())
+
+
+@nox.session(**VENV)
+def release(session: nox.Session) -> None:
+    """Write the student edition into dist/student (stubs, notebooks, public checks only)."""
+    install(session)
+    session.run("python", "-m", "makemore_wavenet.grader", "release", *session.posargs, env=names_env())
+
+
+@nox.session(**VENV)
+def leaderboard(session: nox.Session) -> None:
+    """Print the per-stage leaderboards of gradebook.db: `nox -s leaderboard -- --format markdown`."""
+    install(session)
+    session.run("python", "-m", "makemore_wavenet.grader", "leaderboard", *session.posargs)

@@ -19,6 +19,8 @@ from tabulate import tabulate
 
 from makemore_wavenet.shared.data import DataError
 
+from .notebook import NotebookError
+
 from .sandbox import Limits
 
 EXIT_PASS, EXIT_NOT_PASSED, EXIT_USAGE, EXIT_GRADER = 0, 1, 2, 3
@@ -28,14 +30,18 @@ def cmd_grade(args) -> int:
     from .grade import grade
 
     path = Path(args.path)
-    if not (path / "shared").is_dir() or not (path / "stages").is_dir():
-        print(f"grader: error: {path} is not a checkout or student edition (no shared/ and stages/ in it)",
-              file=sys.stderr)
+    is_notebook = path.suffix == ".ipynb" and path.is_file()
+    if not is_notebook and not ((path / "shared").is_dir() and (path / "stages").is_dir()):
+        print(f"grader: error: {path} is neither a notebook (.ipynb) nor a checkout or student edition "
+              "(a folder with shared/ and stages/)", file=sys.stderr)
         return EXIT_GRADER
     report = grade(path, tier=args.tier, schedule=args.schedule, stages=tuple(args.stage), retrain=args.retrain,
                    losses=not args.skip_loss, names=args.names, test_names=args.test_names,
                    limits=Limits(seconds=args.timeout, memory_mb=args.memory))
     print(report.table(every_check=args.every_check))
+    if report.log.strip() and any(r.status in ("error", "timeout") for r in report.results):
+        print("\nThe last of what the code printed (shown as is, never read as a result):")
+        print(report.log.rstrip())
     if args.json:
         print(f"report written to {report.save(args.json)}")
     return EXIT_PASS if report.passed == len(report.results) else EXIT_NOT_PASSED
@@ -88,9 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
-    p = sub.add_parser("grade", help="grade a checkout or a student edition", formatter_class=fmt,
+    p = sub.add_parser("grade", help="grade a checkout, a student edition or a notebook", formatter_class=fmt,
                        description="Run the exercise checks and each stage's loss check; print a table.")
-    p.add_argument("path", nargs="?", default=".", help="the checkout or student edition to grade")
+    p.add_argument("path", nargs="?", default=".", help="the checkout, student edition or .ipynb to grade")
     p.add_argument("--tier", choices=["public", "hidden"], default="public",
                    help="public: the checks students run; hidden: public plus the instructor's hidden checks")
     p.add_argument("--schedule", choices=["quick", "full"], default="quick",
@@ -145,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, RuntimeError) as err:
+    except (DataError, NotebookError, RuntimeError) as err:
         print(f"grader: error: {err}", file=sys.stderr)
         return EXIT_GRADER
 

@@ -51,8 +51,17 @@ def main(job_path: str, out_dir: str, start: str) -> None:
     job = torch.load(job_path, weights_only=True)
     torch.set_num_threads(1)
     try:
-        use_submission(Path(job["submission"]))
-        from . import probes
+        submission = Path(job["submission"])
+        if submission.suffix == ".ipynb":
+            from . import notebook, probes
+
+            namespace, problems = notebook.execute(submission)
+            covered = notebook.overlay(namespace, notebook.exercise_targets())
+            probes.NOTEBOOK.update(namespace)
+            print(f"[grader] notebook covers exercises {covered}; notes: {problems}", flush=True)
+        else:
+            use_submission(submission)
+            from . import probes
     except BaseException as err:  # the submission does not even import: every call reports it
         failure = describe(err)
         for i in range(int(start), len(job["calls"])):

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from makemore_wavenet.shared import checkpoint as ckpt_io
-from makemore_wavenet.shared.data import build_dataset, load_splits, load_words
+from makemore_wavenet.shared.data import build_dataset, load_splits, load_words, names_path
 
-from . import probes
+from . import notebook, probes
 from .checks import PUBLIC_SEED, PUBLIC_SIZES, Check, compare, exercise_checks
 from .exercises import EXERCISES
 from .report import CheckResult, Report
@@ -26,6 +26,7 @@ from .thresholds import SCHEDULES, val_threshold
 
 EXPECTED_FILE = Path(__file__).resolve().parent / "expected" / "public.pt"  # written into the student edition
 STAGES = tuple(range(1, 7))
+STAGE_BY_PARAMS = {12_097: 2, 22_097: 3, 22_397: 5, 76_579: 6}  # a lecture notebook's model, by its size
 
 
 def hidden_tier():
@@ -67,22 +68,48 @@ def reference_values(checks: list[Check]) -> dict:
 
 
 def grade(submission: str | Path, tier: str = "public", schedule: str = "quick", stages=STAGES,
-          retrain: bool = False, losses: bool = True, names: str | Path | None = None, test_names: str | Path | None = None,
-          limits: Limits = Limits(), references: dict | None = None) -> Report:
+          retrain: bool = False, losses: bool = True, names: str | Path | None = None,
+          test_names: str | Path | None = None, limits: Limits = Limits(), references: dict | None = None) -> Report:
+    """Grade a checkout, a student edition, or a notebook (.ipynb)."""
     submission = Path(submission).resolve()
     start = time.perf_counter()
-    checks = checks_for(tier, stages)
+    files = None
+    if submission.suffix == ".ipynb":
+        checks, stages = _notebook_plan(submission, tier)
+        files = {"names.txt": Path(names) if names else names_path()}  # lecture-style notebooks open it
+    else:
+        checks = checks_for(tier, stages)
     references = references if references is not None else reference_values(checks)
     loss_calls, loss_jobs = _loss_calls(submission, tier, schedule, stages if losses else (), retrain, names,
                                         test_names)
-    outcomes, log = run_calls(submission, [c.call for c in checks] + loss_calls, limits)
+    outcomes, log = run_calls(submission, [c.call for c in checks] + loss_calls, limits, files=files)
     results = [_judge(check, references[check_key(check)], outcome)
                for check, outcome in zip(checks, outcomes)]
+    if submission.suffix == ".ipynb" and (problems := notebook.program(submission)[1]):
+        results.append(CheckResult("notebook", "every code cell parses", "public", "error", "; ".join(problems)))
     for job, outcome in zip(loss_jobs, outcomes[len(checks):]):
         results += _judge_losses(job, outcome, schedule)
     return Report(submission=str(submission), tier=tier, schedule=schedule, results=results,
                   seconds=time.perf_counter() - start, log=log,
                   test_source=str(test_names) if test_names else "course split")
+
+
+def _notebook_plan(path: Path, tier: str) -> tuple[list[Check], tuple]:
+    """The checks of the exercises the notebook defines, and the stage whose loss it answers for:
+    None for a lecture-style notebook with its own `model` (the stage is read off its size)."""
+    names = notebook.defined_names(path)
+    covered = {ex for ex, (_, name) in notebook.exercise_targets().items() if name in names}
+    lecture_style = "model" in names and "build_model" not in names
+    stage = None if lecture_style else notebook.stage_from_name(path)
+    if stage is None and not lecture_style:
+        stage = max((int(ex.split(".")[0]) for ex in covered), default=None)
+    checks = [c for c in checks_for(tier) if c.exercise in covered or c.exercise == f"stage {stage}"]
+    if not notebook.accepts(path, "BatchNorm1d", "reduce_time"):  # the lecture's BatchNorm: always fixed
+        checks = [c for c in checks if not (c.call.probe == "batchnorm" and not c.call.kwargs["reduce_time"])]
+    if not checks and stage is None and not lecture_style:
+        raise RuntimeError(f"{path} defines none of the exercises ({', '.join(sorted(notebook.exercise_targets()))}) "
+                           "and no model: nothing to grade")
+    return checks, (stage,) if stage or lecture_style else ()
 
 
 def _judge(check: Check, expected, outcome) -> CheckResult:
@@ -96,11 +123,15 @@ def _judge(check: Check, expected, outcome) -> CheckResult:
 
 
 def _loss_calls(submission: Path, tier: str, schedule: str, stages, retrain: bool, names, test_names):
-    """One stage_logits call per stage, and what the parent needs to judge each."""
+    """One logits call per stage, and what the parent needs to judge each. A stage of None is a
+    lecture-style notebook's own model, of the notebook's block_size."""
     config = SCHEDULES[schedule]
     calls, jobs, cache = [], [], {}
     for stage in stages:
-        block_size = 3 if stage <= 2 else 8
+        if stage is None:
+            block_size = notebook.literal(submission, "block_size") or 3
+        else:
+            block_size = 3 if stage <= 2 else 8
         if block_size not in cache:
             cache[block_size] = load_splits(block_size, path=names)
         splits = cache[block_size]
@@ -108,13 +139,17 @@ def _loss_calls(submission: Path, tier: str, schedule: str, stages, retrain: boo
         if tier == "hidden":
             targets["test"] = (build_dataset(load_words(test_names), block_size) if test_names
                                else splits["test"])
-        ckpt = "" if retrain else _valid_checkpoint(submission, stage, config)
-        calls.append(Call("stage_logits", {"stage": stage, "train_x": splits["train"][0],
-                                           "train_y": splits["train"][1],
-                                           "eval_x": [x for x, _ in targets.values()],
-                                           "steps": config.steps, "seed": config.seed, "checkpoint": ckpt}))
-        jobs.append({"stage": stage, "targets": {k: y for k, (_, y) in targets.items()},
-                     "source": "checkpoint" if ckpt else f"trained ({config.steps:,} steps)"})
+        common = {"train_x": splits["train"][0], "train_y": splits["train"][1],
+                  "eval_x": [x for x, _ in targets.values()], "steps": config.steps, "seed": config.seed}
+        if stage is None:
+            calls.append(Call("notebook_logits", common))
+            source = f"the notebook's own model, trained with the grader's schedule ({config.steps:,} steps)"
+        else:
+            ckpt = "" if retrain or submission.suffix == ".ipynb" else _valid_checkpoint(submission, stage, config)
+            calls.append(Call("stage_logits", {"stage": stage, "checkpoint": ckpt, **common}))
+            source = ("from the submission's checkpoint" if ckpt
+                      else f"trained with the grader's schedule ({config.steps:,} steps)")
+        jobs.append({"stage": stage, "targets": {k: y for k, (_, y) in targets.items()}, "source": source})
     return calls, jobs
 
 
@@ -132,6 +167,14 @@ def _valid_checkpoint(submission: Path, stage: int, config) -> str:
 
 def _judge_losses(job: dict, outcome, schedule: str) -> list[CheckResult]:
     stage, results = job["stage"], []
+    if stage is None:  # a lecture-style notebook: which stage its model is, from its size
+        params = outcome.value.get("params") if outcome.status == "ok" else None
+        stage = STAGE_BY_PARAMS.get(params)
+        if stage is None:
+            status = "fail" if outcome.status == "ok" else outcome.status
+            message = (f"the notebook's model has {params:,} parameters, which matches no stage "
+                       f"({', '.join(f'{p:,}' for p in STAGE_BY_PARAMS)})") if params else outcome.message
+            return [CheckResult("notebook", "model size and loss", "public", status, message)]
     exercise = "6.1" if stage == 6 else f"stage {stage}"
     for i, (split, y) in enumerate(job["targets"].items()):
         tier = "public" if split == "val" else "hidden"
@@ -149,7 +192,7 @@ def _judge_losses(job: dict, outcome, schedule: str) -> list[CheckResult]:
             results.append(CheckResult(**base, status="error", message=f"unusable logits: {err}"))
             continue
         ok = loss <= limit  # NaN fails too
-        message = f"{split} {loss:.4f} from the model {job['source']}"
+        message = f"{split} {loss:.4f}, {job['source']}"
         if not ok:
             message += (f"; the threshold is {limit:.4f}. A loss near 3.30 = -log(1/27) means the model "
                         "predicts nothing: constant logits, or no learning" if loss > 3.2 else

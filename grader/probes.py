@@ -10,9 +10,24 @@ and lists, tuples and dicts of them.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict
 
 import torch
+
+NOTEBOOK: dict = {}  # a notebook submission's namespace, when the child runs one
+
+
+@contextmanager
+def float64():
+    """Build and run in float64 through the default dtype, not a dtype= argument, so that layers
+    written in the lecture's style (no dtype parameter) are probed exactly like ours."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
 
 
 def _layers():
@@ -27,7 +42,7 @@ def _tiny_model(seed: int, fan_in: int, vocab: int = 27):
 
     class Tiny(layers.Module):
         def __init__(self):
-            self.l1, self.l2 = layers.Linear(fan_in, 16, dtype=torch.float64), layers.Linear(16, vocab, dtype=torch.float64)
+            self.l1, self.l2 = layers.Linear(fan_in, 16), layers.Linear(16, vocab)
 
         def forward(self, x):
             return self.l2(torch.tanh(self.l1(x)))
@@ -39,7 +54,8 @@ def _tiny_model(seed: int, fan_in: int, vocab: int = 27):
             return [self.l1, self.l2]
 
     torch.manual_seed(seed)
-    return Tiny()
+    with float64():
+        return Tiny()
 
 
 def _shapes(model) -> list[tuple]:
@@ -71,10 +87,11 @@ def mlp_forward(x: torch.Tensor, training: bool, seed: int) -> dict:
 
     s = get_stage(1)
     torch.manual_seed(seed)
-    model = s.build_model(s.CONFIG, dtype=torch.float64).train(training)
-    if not training:
-        model.layers[1].running_mean = torch.randn(1, s.CONFIG.n_hidden, dtype=torch.float64)
-    return {"logits": model(x)}
+    with float64():
+        model = s.build_model(s.CONFIG).train(training)
+        if not training:
+            model.layers[1].running_mean = torch.randn(1, s.CONFIG.n_hidden)
+        return {"logits": model(x)}
 
 
 def sgd_step(x: torch.Tensor, y: torch.Tensor, lr: float, seed: int) -> dict:
@@ -99,8 +116,8 @@ def evaluate(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> di
 
 def embedding(ix: torch.Tensor, seed: int) -> dict:
     torch.manual_seed(seed)
-    layer = _layers().Embedding(27, 5, dtype=torch.float64)
-    return {"out": layer(ix)}
+    with float64():
+        return {"out": _layers().Embedding(27, 5)(ix)}
 
 
 def flatten(x: torch.Tensor) -> dict:
@@ -110,10 +127,9 @@ def flatten(x: torch.Tensor) -> dict:
 def sequential(x: torch.Tensor, seed: int) -> dict:
     layers = _layers()
     torch.manual_seed(seed)
-    inner = [layers.Linear(x.shape[-1], 7, dtype=torch.float64), layers.Tanh(),
-             layers.Linear(7, 3, bias=False, dtype=torch.float64)]
-    model = layers.Sequential(inner)
-    out = model(x)
+    with float64():
+        model = layers.Sequential([layers.Linear(x.shape[-1], 7), layers.Tanh(), layers.Linear(7, 3, bias=False)])
+        out = model(x)
     return {"out": out, "params": [p.detach().clone() for p in model.parameters()]}
 
 
@@ -140,22 +156,67 @@ def hierarchical(x: torch.Tensor, n_embd: int, n_hidden: int, training: bool, se
 
     config = ModelConfig(block_size=x.shape[1], n_embd=n_embd, n_hidden=n_hidden)
     torch.manual_seed(seed)
-    model = get_stage(4).build_model(config, dtype=torch.float64)
-    model.train(training)
-    if not training:  # give every BatchNorm non-trivial running statistics first
-        model.train()
-        model(x)
-        model.eval()
-    logits = model(x)
+    with float64():
+        model = get_stage(4).build_model(config)
+        model.train(training)
+        if not training:  # give every BatchNorm non-trivial running statistics first
+            model.train()
+            model(x)
+            model.eval()
+        logits = model(x)
     return {"logits": logits, "params": count_parameters(model), "shapes": _shapes(model)}
 
 
 def batchnorm(x: torch.Tensor, reduce_time: bool) -> dict:
-    layer = _layers().BatchNorm1d(x.shape[-1], reduce_time=reduce_time, dtype=torch.float64)
+    with float64():
+        layer = _layers().BatchNorm1d(x.shape[-1], reduce_time=reduce_time)
     train_out = layer(x)
     layer.eval()
     return {"train_out": train_out, "eval_out": layer(x), "running_mean": layer.running_mean,
             "running_var": layer.running_var}
+
+
+class NotebookModel:
+    """A notebook's `model` (the lecture's objects) with the train()/eval() the trainer calls."""
+
+    def __init__(self, inner):
+        self.inner, self.training = inner, True
+
+    def __call__(self, x):
+        return self.inner(x)
+
+    def parameters(self):
+        return self.inner.parameters()
+
+    def train(self, mode: bool = True):
+        self.training = mode
+        stack = [self.inner]
+        while stack:
+            layer = stack.pop()
+            if hasattr(layer, "training"):
+                layer.training = mode
+            stack += list(getattr(layer, "layers", []))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+
+def notebook_logits(train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, steps: int, seed: int) -> dict:
+    """Train the notebook's own `model` (as the notebook built it) with the grader's schedule."""
+    from makemore_wavenet.shared.config import TrainConfig
+    from makemore_wavenet.shared.trainer import train
+
+    if "model" not in NOTEBOOK:
+        raise NameError("the notebook defines no `model`")
+    model = NotebookModel(NOTEBOOK["model"])
+    params = sum(p.numel() for p in model.parameters())
+    torch.manual_seed(seed)  # the batches follow the grader's seed, whatever ran before
+    train(model, train_x, train_y, TrainConfig(steps=steps, seed=seed, device="cpu"), progress=False)
+    model.eval()
+    with torch.no_grad():
+        logits = [torch.cat([model(x[i:i + 8192]) for i in range(0, len(x), 8192)]) for x in eval_x]
+    return {"logits": logits, "params": params}
 
 
 def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, steps: int,

@@ -3,7 +3,7 @@
     # BEGIN EXERCISE 4.1          a region: replaced by a stub that raises NotImplementedError
     ...solution...
     # END EXERCISE 4.1
-    CODE  # STUDENT: OTHER CODE   a line the student edition replaces (e.g. without the test split)
+    CODE  # STUDENT:<space>OTHER   a line the student edition has as OTHER (e.g. without the test split)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .exercises import BY_ID
 
 BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN EXERCISE (?P<id>\d+\.\d+)\s*$")
 END = re.compile(r"^\s*# END EXERCISE (?P<id>\d+\.\d+)\s*$")
-STUDENT = re.compile(r"^(?P<indent>\s*)(?P<code>.*?)\s*# STUDENT: (?P<student>.*)$")
+STUDENT = re.compile(r"^(?P<indent>\s*)(?P<code>.*?)\s*#[ ]STUDENT:[ ](?P<student>.*)$")  # [ ]: not itself a marker
 SOURCE_DIRS = ("shared", "stages")  # where regions may live
 
 

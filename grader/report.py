@@ -80,10 +80,11 @@ class Report:
     def table(self, tablefmt: str = "simple", every_check: bool = False) -> str:
         if every_check:
             rows = [[r.exercise, r.tier, r.check, r.status, _wrap(r.message)] for r in self.results]
-            body = tabulate(rows, ["exercise", "tier", "check", "status", "message"], tablefmt=tablefmt)
+            body = tabulate(rows, ["exercise", "tier", "check", "status", "message"], tablefmt=tablefmt,
+                            disable_numparse=True)
         else:
             body = tabulate(self.exercise_rows(), ["exercise", "what", "status", "checks", "message"],
-                            tablefmt=tablefmt)
+                            tablefmt=tablefmt, disable_numparse=True)
         return "\n".join([f"{self.title()}  ({self.schedule} schedule, {self.seconds:.0f} s)", body, "",
                           self.summary()])
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,13 +46,17 @@ class Limits:
     memory_mb: int = 4096  # address space of the child (torch alone maps about 1.5 GB)
 
 
-def run_calls(submission: Path, calls: list[Call], limits: Limits = Limits()) -> tuple[list[Outcome], str]:
+def run_calls(submission: Path, calls: list[Call], limits: Limits = Limits(),
+              files: dict[str, Path] | None = None) -> tuple[list[Outcome], str]:
     """Run `calls` against the submission at `submission`; returns one Outcome per call, and the
-    tail of everything the submission printed."""
+    tail of everything the submission printed. `files` are copied into the child's working
+    folder first (a notebook in the lecture's style opens names.txt there)."""
     outcomes: list[Outcome] = []
     log = ""
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         tmp = Path(tmp)
+        for name, src in (files or {}).items():
+            shutil.copyfile(src, tmp / name)
         job = tmp / "job.pt"
         torch.save({"submission": str(Path(submission).resolve()),
                     "calls": [(c.probe, c.kwargs) for c in calls]}, job)

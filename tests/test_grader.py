@@ -1,6 +1,7 @@
 """The grader: the answer key passes, the fresh student edition is "not done", broken and hostile
 submissions are caught with the right status, and the edition leaks nothing."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -93,6 +94,13 @@ def test_edition_holds_no_solution_line_and_no_hidden_check(edition):
     assert str(HIDDEN_SEED) not in edition_text and "HIDDEN_SIZES" not in edition_text
     assert not list(edition.rglob("hidden"))
     assert "tests" not in {p.name for p in edition.iterdir()}
+
+
+def test_edition_sources_compile(edition):
+    import py_compile
+
+    for path in edition.rglob("*.py"):
+        py_compile.compile(str(path), doraise=True)
 
 
 def test_edition_never_loads_the_test_split(edition):
@@ -227,3 +235,51 @@ def test_grade_command_exit_codes(tmp_path, edition):
     with pytest.raises(SystemExit) as err:
         grader_main(["grade", "--tier", "secret"])
     assert err.value.code == 2
+
+
+def test_student_edition_grades_itself_with_shipped_public_checks(edition, tmp_path):
+    """The student's own view: the edition installed in a fresh venv grades itself with the
+    expected values shipped in it, and cannot run the hidden tier."""
+    import os
+    import subprocess
+    import sys
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "-e", str(edition)],
+                   check=True, capture_output=True)
+    assert (edition / "grader" / "expected" / "public.pt").is_file()
+    env = {**os.environ, "PYTHONPATH": ""}
+
+    def grader(*args):
+        return subprocess.run([python, "-m", "makemore_wavenet.grader", *args], capture_output=True, text=True,
+                              cwd=tmp_path, env=env, timeout=600)
+
+    where = subprocess.run([python, "-c", "import makemore_wavenet.grader as g; print(g.__file__)"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path).stdout
+    assert where.startswith(str(edition))
+    out = grader("grade", str(edition), "--skip-loss")
+    assert out.returncode == 1, out.stderr
+    assert "PUBLIC checks only" in out.stdout and "hidden checks were not run" in out.stdout
+    assert re.search(r"^5\.1 .*NOT DONE\s+2/3", out.stdout, re.M)  # shipped values judged the 2-D path
+    out = grader("grade", str(edition), "--tier", "hidden", "--skip-loss")
+    assert out.returncode == 3 and "hidden checks are not part of this edition" in out.stderr
+
+
+def test_private_test_names_replace_the_test_split(tmp_path, references):
+    private = tmp_path / "private.txt"
+    private.write_text("\n".join(["zelda", "quentin", "amara", "bo"] * 50) + "\n")
+    report = grade(ROOT, tier="hidden", schedule="quick", stages=(1,), test_names=private, references=references)
+    test = [r for r in report.results if r.check.startswith("test loss")]
+    assert len(test) == 1 and test[0].value is not None and report.test_source == str(private)
+    assert test[0].value != report.loss(1, "val")
+
+
+def test_public_summary_never_says_all_passed_without_public_checks():
+    from makemore_wavenet.grader.report import CheckResult, Report
+
+    ok = Report("x", "public", "quick", [CheckResult("1.1", "c", "public", "pass")])
+    assert "public checks passed" in ok.summary() and "hidden checks were not run" in ok.summary().lower()
+    assert "PUBLIC checks only" in ok.table()
+    assert "HIDDEN" in Report("x", "hidden", "quick", ok.results).title()

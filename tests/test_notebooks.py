@@ -1,0 +1,109 @@
+"""Notebook submissions: the lecture's own style, the student edition's notebooks, broken files."""
+
+import ast
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from fixtures.lecture_notebook import CELLS, lecture_notebook
+
+from makemore_wavenet.grader.__main__ import main as grader_main
+from makemore_wavenet.grader.grade import grade
+from makemore_wavenet.grader.notebook import code_cells, defined_names, exercise_targets
+from makemore_wavenet.grader.regions import BEGIN, END
+from makemore_wavenet.grader.release import stage_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def solved(definition_name: str, module: str) -> str:
+    """The master's top-level definition `definition_name`, markers removed: a student's answer."""
+    path = ROOT / Path(*module.split(".")[1:]).with_suffix(".py")
+    text = "\n".join(l for l in path.read_text().splitlines() if not (BEGIN.match(l) or END.match(l)))
+    for node in ast.parse(text).body:
+        if getattr(node, "name", None) == definition_name or (
+                isinstance(node, ast.Assign) and node.targets[0].id == definition_name):
+            start = min([d.lineno for d in getattr(node, "decorator_list", [])] + [node.lineno])
+            return "\n".join(text.splitlines()[start - 1:node.end_lineno])
+    raise LookupError(definition_name)
+
+
+def fill_in(nb):
+    """Answer every exercise cell of a student-edition notebook with the master's solution."""
+    targets = exercise_targets()
+    for cell in nb.cells:
+        m = re.search(r"# EXERCISE (\d+\.\d+):", cell.source)
+        if cell.cell_type == "code" and m:
+            module, name = targets[m.group(1)]
+            cell.source = solved(name, module)
+    return nb
+
+
+def test_exercise_targets_name_every_solution():
+    targets = exercise_targets()
+    assert targets["4.1"] == ("makemore_wavenet.shared.layers", "FlattenConsecutive")
+    assert targets["3.1"] == ("makemore_wavenet.shared.data", "build_dataset")
+    assert targets["6.1"] == ("makemore_wavenet.stages.stage6_scaled_up.model", "CONFIG")
+    assert len(targets) == 12
+
+
+def test_magics_are_stripped_and_loops_skipped(tmp_path):
+    path = tmp_path / "lecture.ipynb"
+    nbformat.write(lecture_notebook(), path)
+    assert "%matplotlib inline" not in "\n".join(code_cells(path))
+    assert {"Linear", "BatchNorm1d", "FlattenConsecutive", "Sequential", "model", "build_dataset"} <= defined_names(path)
+    assert "lossi" in defined_names(path)  # assigned before the loop; the loop itself is skipped
+
+
+def test_lecture_style_notebook_is_graded(tmp_path):
+    path = tmp_path / "makemore_part5.ipynb"
+    nbformat.write(lecture_notebook(), path)
+    report = grade(path, tier="hidden", schedule="quick")
+    assert all(r.status == "pass" for r in report.results), [r for r in report.results if r.status != "pass"]
+    covered = {r.exercise for r in report.results}
+    assert {"2.1", "2.3", "3.1", "4.1", "5.1", "6.1"} <= covered  # its size says stage 6
+    assert report.loss(6, "val") < 2.16 and report.loss(6, "test") is not None
+
+
+def test_lecture_notebook_with_the_stage_4_bug_fails_5_1(tmp_path):
+    cells = [c.replace("dim = (0,1)", "dim = 0") for c in CELLS]
+    path = tmp_path / "bug.ipynb"
+    nbformat.write(lecture_notebook(cells), path)
+    report = grade(path, tier="public", schedule="quick", losses=False)
+    bn = [r for r in report.results if r.exercise == "5.1"]
+    assert bn[0].status == "fail" and "(1, 1, 3)" in bn[0].message
+
+
+def test_student_edition_notebook_filled_in_passes(tmp_path):
+    path = tmp_path / "stage4.ipynb"
+    nbformat.write(fill_in(stage_notebook(4)), path)
+    report = grade(path, tier="hidden", schedule="quick")
+    assert {r.exercise for r in report.results} >= {"4.1", "4.2", "stage 4"}
+    assert all(r.status == "pass" for r in report.results), [r for r in report.results if r.status != "pass"]
+
+
+def test_fresh_edition_notebook_is_not_done(tmp_path):
+    path = tmp_path / "stage2.ipynb"
+    nbformat.write(stage_notebook(2), path)
+    report = grade(path, tier="public", schedule="quick", losses=False)
+    rows = {row[0]: row[2] for row in report.exercise_rows()}
+    assert all(rows[ex] == "NOT DONE" for ex in ("2.1", "2.2", "2.3", "2.4")), rows
+
+
+def test_a_cell_that_does_not_parse_costs_only_itself(tmp_path):
+    nb = lecture_notebook()
+    nb.cells.insert(3, nbformat.v4.new_code_cell("def broken(:\n  pass"))
+    path = tmp_path / "typo.ipynb"
+    nbformat.write(nb, path)
+    report = grade(path, tier="public", schedule="quick", losses=False)
+    broken = [r for r in report.results if r.status != "pass"]
+    assert [(r.exercise, r.status) for r in broken] == [("notebook", "error")]
+    assert "code cell 3 does not parse" in broken[0].message
+
+
+def test_broken_notebook_file_is_a_clear_error(tmp_path, capsys):
+    path = tmp_path / "broken.ipynb"
+    path.write_text("{ this is not json")
+    assert grader_main(["grade", str(path)]) == 3
+    assert "not a readable notebook" in capsys.readouterr().err
