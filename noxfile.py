@@ -33,7 +33,8 @@ def names_env() -> dict:
 def tests(session: nox.Session) -> None:
     """Run the test suite (pass pytest options after --, e.g. `nox -- -k layers`)."""
     install(session, "test")
-    session.run("pytest", *session.posargs, env=names_env())
+    # `python -m`: the venv's python, which sees the project, even when pytest is the system's
+    session.run("python", "-m", "pytest", *session.posargs, env=names_env())
 
 
 @nox.session(**VENV)

@@ -35,9 +35,7 @@ def cmd_grade(args) -> int:
         print(f"grader: error: {path} is neither a notebook (.ipynb) nor a checkout or student edition "
               "(a folder with shared/ and stages/)", file=sys.stderr)
         return EXIT_GRADER
-    report = grade(path, tier=args.tier, schedule=args.schedule, stages=tuple(args.stage), retrain=args.retrain,
-                   losses=not args.skip_loss, names=args.names, test_names=args.test_names,
-                   limits=Limits(seconds=args.timeout, memory_mb=args.memory))
+    report = grade(path, losses=not args.skip_loss, **grading_options(args))
     print(report.table(every_check=args.every_check))
     if report.log.strip() and any(r.status in ("error", "timeout") for r in report.results):
         print("\nThe last of what the code printed (shown as is, never read as a result):")
@@ -56,9 +54,7 @@ def cmd_grade_all(args) -> int:
     submissions = find_submissions(args.folder)
     start = time.perf_counter()
     with Gradebook(args.gradebook) as book:
-        stored = grade_many(submissions, book, cohort=args.cohort, tier=args.tier, schedule=args.schedule,
-                            stages=tuple(args.stage), retrain=args.retrain, names=args.names,
-                            test_names=args.test_names, limits=Limits(seconds=args.timeout, memory_mb=args.memory))
+        stored = grade_many(submissions, book, cohort=args.cohort, **grading_options(args))
         rows = [[student, f"{(r := book.report(rid)).passed}/{len(r.results)}", f"{100 * r.score:.1f}%"]
                 for student, rid in sorted(stored)]
     print(tabulate(rows, ["student", "checks passed", "score"]))
@@ -88,6 +84,27 @@ def cmd_release(args) -> int:
     return EXIT_PASS
 
 
+def add_grading_options(p: argparse.ArgumentParser, tier: str, schedule: str) -> None:
+    p.add_argument("--tier", choices=["public", "hidden"], default=tier,
+                   help="public: the checks students run; hidden: public plus the instructor's hidden checks")
+    p.add_argument("--schedule", choices=["quick", "full"], default=schedule,
+                   help="loss checks: quick (5,000 steps, its own thresholds) or the full 200,000-step recipe")
+    p.add_argument("--stage", type=int, nargs="+", choices=range(1, 7), default=list(range(1, 7)),
+                   metavar="N", help="grade only these stages")
+    p.add_argument("--retrain", action="store_true", help="train even where a valid checkpoint exists")
+    p.add_argument("--names", help="names file for training and val (default: $MAKEMORE_NAMES or data/names.txt)")
+    p.add_argument("--test-names", help="hidden tier: a private names file whose every name is a test example")
+    p.add_argument("--timeout", type=float, default=Limits.seconds, help="seconds allowed per check")
+    p.add_argument("--memory", type=int, default=Limits.memory_mb, help="memory limit of each sandbox, MB")
+
+
+def grading_options(args) -> dict:
+    """grade()'s keyword arguments from the options add_grading_options defines."""
+    return dict(tier=args.tier, schedule=args.schedule, stages=tuple(args.stage), retrain=args.retrain,
+                names=args.names, test_names=args.test_names,
+                limits=Limits(seconds=args.timeout, memory_mb=args.memory))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m makemore_wavenet.grader", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,20 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("grade", help="grade a checkout, a student edition or a notebook", formatter_class=fmt,
                        description="Run the exercise checks and each stage's loss check; print a table.")
     p.add_argument("path", nargs="?", default=".", help="the checkout, student edition or .ipynb to grade")
-    p.add_argument("--tier", choices=["public", "hidden"], default="public",
-                   help="public: the checks students run; hidden: public plus the instructor's hidden checks")
-    p.add_argument("--schedule", choices=["quick", "full"], default="quick",
-                   help="loss checks: quick (5,000 steps, its own thresholds) or the full 200,000-step recipe")
-    p.add_argument("--stage", type=int, nargs="+", choices=range(1, 7), default=list(range(1, 7)),
-                   metavar="N", help="grade only these stages")
-    p.add_argument("--retrain", action="store_true", help="train even where a valid checkpoint exists")
+    add_grading_options(p, tier="public", schedule="quick")
     p.add_argument("--skip-loss", action="store_true", help="only the exercise checks: no training, in seconds")
-    p.add_argument("--names", help="names file for training and val (default: $MAKEMORE_NAMES or data/names.txt)")
-    p.add_argument("--test-names", help="hidden tier: a private names file whose every name is a test example")
     p.add_argument("--json", help="also write the report as JSON to this file")
     p.add_argument("--every-check", action="store_true", help="one row per check instead of per exercise")
-    p.add_argument("--timeout", type=float, default=Limits.seconds, help="seconds allowed per check")
-    p.add_argument("--memory", type=int, default=Limits.memory_mb, help="memory limit of the sandbox, MB")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("grade-all", help="grade a folder of submissions into the gradebook", formatter_class=fmt,
@@ -119,14 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="one subfolder per student, named by the student's id")
     p.add_argument("--gradebook", default="gradebook.db", help="the SQLite gradebook to add the reports to")
     p.add_argument("--cohort", default="", help="cohort label stored with every report (e.g. 2026-fall)")
-    p.add_argument("--tier", choices=["public", "hidden"], default="hidden", help="which checks run")
-    p.add_argument("--schedule", choices=["quick", "full"], default="full", help="the loss checks' schedule")
-    p.add_argument("--stage", type=int, nargs="+", choices=range(1, 7), default=list(range(1, 7)), metavar="N")
-    p.add_argument("--retrain", action="store_true", help="train even where a valid checkpoint exists")
-    p.add_argument("--names", help="names file for training and val")
-    p.add_argument("--test-names", help="a private names file whose every name is a test example")
-    p.add_argument("--timeout", type=float, default=Limits.seconds, help="seconds allowed per check")
-    p.add_argument("--memory", type=int, default=Limits.memory_mb, help="memory limit of each sandbox, MB")
+    add_grading_options(p, tier="hidden", schedule="full")
     p.set_defaults(func=cmd_grade_all)
 
     p = sub.add_parser("leaderboard", help="print per-stage leaderboards from the gradebook", formatter_class=fmt,

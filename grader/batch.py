@@ -9,7 +9,6 @@ another's result.
 from __future__ import annotations
 
 import os
-import time
 import traceback
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -36,18 +35,20 @@ def grade_one(student: str, path: Path, options: dict) -> Report:
     """grade(), never raising: a failure of the grader on this submission becomes its report."""
     from .grade import grade
 
-    start = time.perf_counter()
     try:
         report = grade(path, **options)
     except Exception as err:
-        report = Report(submission=str(path), tier=options.get("tier", "public"),
-                        schedule=options.get("schedule", "quick"), seconds=time.perf_counter() - start,
-                        results=[CheckResult("submission", "grading", options.get("tier", "public"), "error",
-                                             f"the grader could not grade this submission: "
-                                             f"{type(err).__name__}: {err}")],
-                        log=traceback.format_exc()[-2000:])
+        report = error_report(path, options, f"the grader could not grade this submission: "
+                              f"{type(err).__name__}: {err}", log=traceback.format_exc()[-2000:])
     report.student = student
     return report
+
+
+def error_report(path: Path, options: dict, message: str, log: str = "") -> Report:
+    """The report of a submission that could not be graded at all: one check, an error."""
+    tier = options.get("tier", "public")
+    return Report(str(path), tier, options.get("schedule", "quick"),
+                  [CheckResult("submission", "grading", tier, "error", message)], log=log)
 
 
 def grade_many(submissions: list[tuple[str, Path]], gradebook: Gradebook, cohort: str = "",
@@ -67,10 +68,7 @@ def grade_many(submissions: list[tuple[str, Path]], gradebook: Gradebook, cohort
                 try:
                     report = future.result()
                 except Exception as err:  # the worker itself died: still a report
-                    report = Report(str(path), options.get("tier", "public"), options.get("schedule", "quick"),
-                                    [CheckResult("submission", "grading", "public", "error",
-                                                 f"the grading worker failed: {type(err).__name__}: {err}")],
-                                    student=student)
+                    report = error_report(path, options, f"the grading worker failed: {type(err).__name__}: {err}")
                 stored.append((student, gradebook.add(report, student, cohort)))
                 bar.set_postfix(last=f"{student} {report.passed}/{len(report.results)}", refresh=False)
                 bar.update()

@@ -213,10 +213,7 @@ def notebook_logits(train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, 
     params = sum(p.numel() for p in model.parameters())
     torch.manual_seed(seed)  # the batches follow the grader's seed, whatever ran before
     train(model, train_x, train_y, TrainConfig(steps=steps, seed=seed, device="cpu"), progress=False)
-    model.eval()
-    with torch.no_grad():
-        logits = [torch.cat([model(x[i:i + 8192]) for i in range(0, len(x), 8192)]) for x in eval_x]
-    return {"logits": logits, "params": params}
+    return {"logits": _logits(model, eval_x), "params": params}
 
 
 def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, steps: int,
@@ -234,6 +231,11 @@ def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_
         torch.manual_seed(seed)
         model = s.build_model(s.CONFIG)
         train(model, train_x, train_y, TrainConfig(steps=steps, seed=seed, device="cpu"), progress=False)
+    return {"logits": _logits(model, eval_x)}
+
+
+@torch.no_grad()
+def _logits(model, eval_x: list) -> list:
+    """The model's logits for each tensor of contexts, in eval mode, in batches."""
     model.eval()
-    with torch.no_grad():
-        return {"logits": [torch.cat([model(x[i:i + 8192]) for i in range(0, len(x), 8192)]) for x in eval_x]}
+    return [torch.cat([model(x[i:i + 8192]) for i in range(0, len(x), 8192)]) for x in eval_x]
