@@ -1,10 +1,13 @@
-"""Time per training step: the shared trainer against the lecture's own loop, in the same run.
+"""Time per training step: the trainer's three paths against the lecture's own loop, in one run.
 
-Both train the same model (same seed, same batches, same SGD); the lecture loop updates each
-parameter in Python (`p.data += -lr * p.grad`) and reads the loss back every step. Rounds
-alternate between the two so that machine noise hits both; the table reports the median round.
+All four train the same model with the same math. The lecture loop updates each parameter in
+Python (`p.data += -lr * p.grad`) and reads the loss back every step; "plain" is the trainer's
+autograd step (one foreach update, no read-back); "fast" is the hand-written backward
+(shared/fast.py); "compiled" is that step under torch.compile, whose compile time is reported
+apart. Each path's model is built and warmed up once; then rounds alternate between the paths so
+that machine noise hits all of them, and the table reports the median round.
 
-    python benchmarks/trainer_vs_lecture_loop.py --stages 1 6 --steps 2000 --rounds 3
+    python benchmarks/trainer_vs_lecture_loop.py --stages 1 6 --steps 1000 --rounds 3
 """
 
 from __future__ import annotations
@@ -17,68 +20,84 @@ import torch
 import torch.nn.functional as F
 from tabulate import tabulate
 
-from makemore_wavenet.shared.config import TrainConfig
+from makemore_wavenet.shared.config import PATHS, TrainConfig
 from makemore_wavenet.shared.data import load_splits
-from makemore_wavenet.shared.trainer import train
-from makemore_wavenet.stages import get_stage
+from makemore_wavenet.shared.trainer import make_step
+from makemore_wavenet.stages import STAGES, get_stage
+
+KINDS = ("lecture loop",) + PATHS
 
 
-def lecture_loop(model, X, Y, config: TrainConfig) -> list[float]:
-    """The training loop as the lecture writes it."""
+def lecture_step(model):
+    """The body of the lecture's training loop, as a step function."""
     parameters = model.parameters()
     for p in parameters:
         p.requires_grad = True
-    lossi = []
-    for i in range(config.steps):
-        ix = torch.randint(0, X.shape[0], (config.batch_size,))
-        Xb, Yb = X[ix], Y[ix]
+
+    def step(Xb, Yb, lr):
         logits = model(Xb)
         loss = F.cross_entropy(logits, Yb)
         for p in parameters:
             p.grad = None
         loss.backward()
-        lr = config.lr_at(i)
         for p in parameters:
             p.data += -lr * p.grad
-        lossi.append(loss.log10().item())
-    return lossi
+        return loss.log10().item()
+
+    return step
 
 
-def seconds_per_step(loop, stage, X, Y, config: TrainConfig) -> float:
-    torch.manual_seed(config.seed)
+def build(kind: str, stage, X):
+    """A fresh model's step function for `kind`, and the seconds it took to make and warm up."""
+    torch.manual_seed(42)
     model = stage.build_model(stage.CONFIG)
     start = time.perf_counter()
-    loop(model, X, Y, config)
-    return (time.perf_counter() - start) / config.steps
+    step = lecture_step(model) if kind == "lecture loop" else make_step(model, TrainConfig(path=kind), X[:32])
+    warm(step, X, torch.zeros(len(X), dtype=torch.long), 1)  # the first call: the compile, if any
+    return step, time.perf_counter() - start
+
+
+def warm(step, X, Y, steps: int) -> None:
+    for _ in range(steps):
+        ix = torch.randint(0, X.shape[0], (32,))
+        step(X[ix], Y[ix], 0.1)
+
+
+def seconds_per_step(step, X, Y, steps: int) -> float:
+    start = time.perf_counter()
+    warm(step, X, Y, steps)
+    return (time.perf_counter() - start) / steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--stages", type=int, nargs="+", default=[1, 6])
-    parser.add_argument("--steps", type=int, default=2000, help="steps per timed round")
+    parser.add_argument("--stages", type=int, nargs="+", default=list(STAGES))
+    parser.add_argument("--steps", type=int, default=1000, help="steps per timed round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = TrainConfig(steps=args.steps, device="cpu")
-    warmup = TrainConfig(steps=100, device="cpu")
-    loops = {"lecture loop": lecture_loop, "trainer": lambda m, X, Y, c: train(m, X, Y, c, progress=False)}
     rows = []
     for n in args.stages:
         stage = get_stage(n)
         X, Y = load_splits(stage.CONFIG.block_size)["train"]
-        for loop in loops.values():
-            seconds_per_step(loop, stage, X, Y, warmup)
-        times = {name: [] for name in loops}
+        steps, setup = {}, {}
+        for kind in KINDS:
+            steps[kind], setup[kind] = build(kind, stage, X)
+            warm(steps[kind], X, Y, 300)  # past any first-calls transient
+        times = {kind: [] for kind in KINDS}
         for _ in range(args.rounds):
-            for name, loop in loops.items():
-                times[name].append(seconds_per_step(loop, stage, X, Y, config))
-        base, ours = (statistics.median(times[name]) for name in loops)
-        rows.append([n, f"{1e3 * base:.3f}", f"{1e3 * ours:.3f}", f"{base / ours:.2f}x"])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps x {args.rounds} rounds")
-    print(tabulate(rows, ["stage", "lecture loop ms/step", "trainer ms/step", "speed-up"]))
+            for kind in KINDS:
+                times[kind].append(seconds_per_step(steps[kind], X, Y, args.steps))
+        ms = {kind: 1e3 * statistics.median(times[kind]) for kind in KINDS}
+        base = ms["lecture loop"]
+        rows.append([n, *(f"{ms[k]:.3f}" for k in KINDS), *(f"{base / ms[k]:.2f}x" for k in PATHS),
+                     f"{setup['compiled']:.1f}"])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps x {args.rounds} rounds "
+          f"(median), ms per step")
+    print(tabulate(rows, ["stage", *KINDS, *(f"{k} speed-up" for k in PATHS), "compile s"], disable_numparse=True))
 
 
 if __name__ == "__main__":

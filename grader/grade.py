@@ -159,8 +159,8 @@ def _valid_checkpoint(submission: Path, stage: int, config) -> str:
         ckpt = ckpt_io.load(path)
     except ckpt_io.CheckpointError:
         return ""
-    same = {k: v for k, v in asdict(ckpt["train_config"]).items() if k != "device"} == \
-        {k: v for k, v in asdict(config).items() if k != "device"}
+    recipe = lambda c: {k: v for k, v in asdict(c).items() if k not in ("device", "path")}  # noqa: E731
+    same = recipe(ckpt["train_config"]) == recipe(config)
     return str(path) if ckpt.get("stage") == stage and same else ""
 
 

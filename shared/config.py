@@ -21,6 +21,9 @@ class ModelConfig:
     bn_reduce_time: bool = True
 
 
+PATHS = ("plain", "fast", "compiled")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 200_000
@@ -30,10 +33,15 @@ class TrainConfig:
     decay_at: float = 0.75  # ... after this fraction of the steps (step 150,000 of 200,000)
     seed: int = 42  # torch.manual_seed before the model is built; batches follow from it
     device: str = "auto"  # "auto" picks CUDA when there is one, else the CPU
+    # how a step is computed, all the same math: "plain" (autograd, the lessons' code), "fast"
+    # (a hand-written backward, shared/fast.py) or "compiled" (that step under torch.compile)
+    path: str = "plain"
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be positive, got {self.steps} and {self.batch_size}")
+        if self.path not in PATHS:
+            raise ValueError(f"path must be one of {PATHS}, got {self.path!r}")
         if not 0.0 <= self.decay_at <= 1.0:
             raise ValueError(f"decay_at is a fraction of the steps, between 0 and 1; got {self.decay_at}")
 

@@ -1,8 +1,10 @@
 """One trainer for every stage: the lecture's loop, minus its per-step overheads.
 
 The math is the lecture's: a minibatch drawn with torch.randint, cross-entropy, backward, and plain
-SGD `p -= lr * p.grad`. What it avoids: a Python loop over parameters (one foreach update instead)
-and reading the loss back every step (a `.item()` is a device sync; losses are read once per 1000).
+SGD `p -= lr * p.grad`. The plain path (`sgd_step`, autograd) avoids a Python loop over parameters
+(one foreach update) and reading the loss back every step (a `.item()` is a device sync; losses
+are read once per 1000). TrainConfig.path picks a faster step with the same math instead:
+shared/fast.py's hand-written backward, or that step compiled.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import checkpoint, fast
 from .config import ModelConfig, TrainConfig
 from .data import SPLITS, Splits
 from .device import model_device, resolve_device
@@ -41,24 +43,40 @@ def sgd_step(model: Module, params: list[Tensor], Xb: Tensor, Yb: Tensor, lr: fl
     # END EXERCISE 1.2
 
 
+def make_step(model: Module, config: TrainConfig, example: Tensor) -> Callable[[Tensor, Tensor, float], Tensor]:
+    """The step function for config.path: `step(xb, yb, lr) -> loss`, updating `model` in place."""
+    if config.path == "plain":
+        params = model.parameters()
+        for p in params:
+            p.requires_grad_(True)
+        return lambda xb, yb, lr: sgd_step(model, params, xb, yb, lr)
+    for p in model.parameters():  # the fast path computes its own gradients
+        p.requires_grad_(False)
+    step = fast.FastStep(model)
+    return step if config.path == "fast" else fast.compiled(step, example)
+
+
 def train(model: Module, X: Tensor, Y: Tensor, config: TrainConfig, progress: bool = True,
-          desc: str = "train") -> Tensor:
+          desc: str = "train", timings: dict | None = None) -> Tensor:
     """Train `model` in place on (X, Y); returns the loss of every step, shape (steps,).
 
     Batches come from torch's default CPU generator, so that a seed gives the same batches on
     every device: seed it (the stages do, before building the model) for a reproducible run.
+    `timings`, if given, receives "first_step": the seconds of step 0, which include any compile.
     """
     device = model_device(model)
-    params = model.parameters()
-    for p in params:
-        p.requires_grad_(True)
     model.train()
+    sgd = make_step(model, config, X[:config.batch_size])
     losses = torch.empty(config.steps, device=device)
     pending: list[Tensor] = []
     with tqdm(total=config.steps, desc=desc, disable=not progress, unit="step", smoothing=0.1) as bar:
         for step in range(config.steps):
             ix = torch.randint(0, X.shape[0], (config.batch_size,)).to(device)
-            loss = sgd_step(model, params, X[ix], Y[ix], config.lr_at(step))
+            if step == 0:
+                start = time.perf_counter()
+            loss = sgd(X[ix], Y[ix], config.lr_at(step))
+            if step == 0 and timings is not None:
+                timings["first_step"] = time.perf_counter() - start
             pending.append(loss)
             if len(pending) == LOG_EVERY or step == config.steps - 1:
                 chunk = torch.stack(pending)
@@ -92,7 +110,8 @@ class Run:
     model: Module
     metrics: dict[str, float]  # {"train": ..., "val": ..., "test": ...}
     losses: Tensor  # (steps,)
-    seconds: float  # training time only (evaluation excluded)
+    seconds: float  # training time only (evaluation excluded), the first step included
+    first_step: float = 0.0  # seconds of step 0: the compile, on the compiled path
     checkpoint: Path | None = None
 
 
@@ -104,16 +123,17 @@ def run(build_model: Callable[..., Module], model_config: ModelConfig, train_con
     torch.manual_seed(train_config.seed)
     model = build_model(model_config, device=device)
     X, Y = (t.to(device) for t in splits["train"])
-    start = time.perf_counter()
-    losses = train(model, X, Y, train_config, progress=progress, desc=name)
+    start, timings = time.perf_counter(), {}
+    losses = train(model, X, Y, train_config, progress=progress, desc=name, timings=timings)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     metrics = {split: evaluate(model, *(t.to(device) for t in splits[split])) for split in eval_splits}
-    result = Run(model, metrics, losses, seconds)
+    result = Run(model, metrics, losses, seconds, first_step=timings.get("first_step", 0.0))
     if out_dir is not None:
         out_dir = Path(out_dir)
         result.checkpoint = checkpoint.save(out_dir / "checkpoint.pt", model, model_config, train_config,
-                                            metrics, losses, seconds=seconds, **checkpoint_extra)
+                                            metrics, losses, seconds=seconds, first_step=result.first_step,
+                                            **checkpoint_extra)
         save_loss_plot(losses, out_dir / "loss.png", title=f"{name}: training loss")
     return result

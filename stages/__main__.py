@@ -17,7 +17,7 @@ from dataclasses import fields
 from tabulate import tabulate
 
 from makemore_wavenet.shared.checkpoint import CheckpointError
-from makemore_wavenet.shared.config import TrainConfig
+from makemore_wavenet.shared.config import PATHS, TrainConfig
 from makemore_wavenet.shared.data import SPLITS, DataError, load_splits
 from makemore_wavenet.shared.device import model_device
 from makemore_wavenet.shared.sampling import sample
@@ -48,8 +48,9 @@ def cmd_train(args) -> None:
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     result = train_stage(args.stage, config, names=args.names, runs_dir=args.runs)
     print(tabulate([[split, f"{loss:.4f}"] for split, loss in result.metrics.items()], ["split", "loss"]))
-    print(f"trained {config.steps:,} steps in {result.seconds:.1f} s "
-          f"({1e3 * result.seconds / config.steps:.3f} ms/step); checkpoint and loss plot in "
+    steady = (result.seconds - result.first_step) / max(config.steps - 1, 1)
+    print(f"trained {config.steps:,} steps in {result.seconds:.1f} s ({1e3 * steady:.3f} ms/step after a "
+          f"first step of {result.first_step:.1f} s); checkpoint and loss plot in "
           f"{result.checkpoint.parent}/")
     print("samples:", " ".join(sample(result.model, get_stage(args.stage).CONFIG.block_size, n=10)))
 
@@ -71,7 +72,7 @@ def cmd_sample(args) -> None:
 def cmd_reproduce(args) -> None:
     from .reproduce import reproduce, results_markdown, results_table, write_results
 
-    config = TrainConfig(steps=args.steps, device=args.device)
+    config = TrainConfig(steps=args.steps, device=args.device, path=args.path)
     jobs = args.jobs or os.cpu_count() or 1
     rows, wall = reproduce(args.stages, config, jobs=jobs, names=args.names, runs_dir=args.runs)
     print(results_table(rows, tablefmt="simple"))
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "which the learning rate drops to --lr-final")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for the model's init and the batches")
     p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--path", choices=PATHS, default=DEFAULTS.path, help="plain (autograd), fast (hand-written "
+                   "backward) or compiled (fast under torch.compile): the same math, faster")
     p.add_argument("--names", help="names file to train on (default: $MAKEMORE_NAMES, else data/names.txt, "
                    "fetched on first use)")
     p.add_argument("--runs", default=str(RUNS_DIR), help="where checkpoints go (RUNS/stageN/)")
@@ -123,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=DEFAULTS.steps, help="training steps per stage")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: one per core)")
     p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, ...")
+    p.add_argument("--path", choices=PATHS, default=DEFAULTS.path, help="plain, fast or compiled (see train)")
     p.add_argument("--names", help="names file (default: $MAKEMORE_NAMES, else data/names.txt)")
     p.add_argument("--runs", default=str(RUNS_DIR), help="where checkpoints go (RUNS/stageN/)")
     p.add_argument("--out", help="write the table as Markdown to this file")

@@ -67,7 +67,8 @@ def results_markdown(rows: list[dict], config: TrainConfig, wall: float, jobs: i
         "# Reproduction of the lecture's table",
         "",
         f"Recipe: {config.steps:,} steps of batch {config.batch_size}, SGD lr {config.lr} then "
-        f"{config.lr_final} from step {int(config.decay_at * config.steps):,}, seed {config.seed}; "
+        f"{config.lr_final} from step {int(config.decay_at * config.steps):,}, seed {config.seed}, "
+        f"the {config.path} path; "
         f"torch {torch.__version__}, {jobs} processes of one thread each. "
         f"`seconds` is one stage's training time; all stages took {wall:.0f} s of wall time.",
         "",

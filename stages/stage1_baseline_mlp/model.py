@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from makemore_wavenet.shared.config import ModelConfig
-from makemore_wavenet.shared.layers import BatchNorm1d, Linear, Module, Tanh, randn
+from makemore_wavenet.shared.layers import BatchNorm1d, Embedding, Flatten, Linear, Module, Tanh, randn
 
 CONFIG = ModelConfig(block_size=3, n_embd=10, n_hidden=200)
 LECTURE = {"params": 12_097, "train": 2.058, "val": 2.105}  # the lecture's reference numbers
@@ -41,6 +41,12 @@ class MLP(Module):
 
     def children(self) -> list[Module]:
         return self.layers
+
+    def fast_layers(self) -> list[Module]:
+        """The same network as layers, for the trainer's fast path: C is an Embedding's table."""
+        table = Embedding.__new__(Embedding)
+        table.weight = self.C  # the same tensor: updates reach self.C
+        return [table, Flatten(), *self.layers]
 
     def parameters(self) -> list[torch.Tensor]:
         return [self.C] + [p for layer in self.layers for p in layer.parameters()]
