@@ -55,9 +55,11 @@ def reproduce(session: nox.Session) -> None:
 
 @nox.session(**VENV)
 def bench(session: nox.Session) -> None:
-    """Time per step: the trainer against the lecture's plain loop, measured in the same run."""
+    """Time per step of the trainer's paths against the lecture's loop, in the same run; then grading
+    throughput (`nox -s bench -- --stages 1 6` passes options to the first)."""
     install(session)
     session.run("python", "benchmarks/trainer_vs_lecture_loop.py", *session.posargs, env=names_env())
+    session.run("python", "benchmarks/grading_throughput.py", env=names_env())
 
 
 @nox.session(**VENV)

@@ -53,8 +53,13 @@ def cmd_grade_all(args) -> int:
 
     submissions = find_submissions(args.folder)
     start = time.perf_counter()
+    executor = None
+    if args.scheduler:  # a Dask cluster: its client hands out a concurrent.futures executor
+        from distributed import Client
+
+        executor = Client(args.scheduler).get_executor()
     with Gradebook(args.gradebook) as book:
-        stored = grade_many(submissions, book, cohort=args.cohort, **grading_options(args))
+        stored = grade_many(submissions, book, cohort=args.cohort, executor=executor, **grading_options(args))
         rows = [[student, f"{(r := book.report(rid)).passed}/{len(r.results)}", f"{100 * r.score:.1f}%"]
                 for student, rid in sorted(stored)]
     print(tabulate(rows, ["student", "checks passed", "score"]))
@@ -127,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gradebook", default="gradebook.db", help="the SQLite gradebook to add the reports to")
     p.add_argument("--cohort", default="", help="cohort label stored with every report (e.g. 2026-fall)")
     add_grading_options(p, tier="hidden", schedule="full")
+    p.add_argument("--scheduler", help="grade on a Dask cluster: the scheduler's address (tcp://host:8786); "
+                   "needs `pip install distributed`. Default: local processes, one per core")
     p.set_defaults(func=cmd_grade_all)
 
     p = sub.add_parser("leaderboard", help="print per-stage leaderboards from the gradebook", formatter_class=fmt,

@@ -7,6 +7,7 @@ logits only: the parent, holding the targets, computes the losses with its own t
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -125,15 +126,13 @@ def _loss_calls(submission: Path, tier: str, schedule: str, stages, retrain: boo
     """One logits call per stage, and what the parent needs to judge each. A stage of None is a
     lecture-style notebook's own model, of the notebook's block_size."""
     config = SCHEDULES[schedule]
-    calls, jobs, cache = [], [], {}
+    calls, jobs = [], []
     for stage in stages:
         if stage is None:
             block_size = notebook.literal(submission, "block_size") or 3
         else:
             block_size = 3 if stage <= 2 else 8
-        if block_size not in cache:
-            cache[block_size] = load_splits(block_size, path=names)
-        splits = cache[block_size]
+        splits = _splits(block_size, str(Path(names) if names else names_path()))
         targets = {"val": splits["val"]}
         if tier == "hidden":
             targets["test"] = (build_dataset(load_words(test_names), block_size) if test_names
@@ -150,6 +149,12 @@ def _loss_calls(submission: Path, tier: str, schedule: str, stages, retrain: boo
                       else f"trained with the grader's schedule ({config.steps:,} steps)")
         jobs.append({"stage": stage, "targets": {k: y for k, (_, y) in targets.items()}, "source": source})
     return calls, jobs
+
+
+@functools.lru_cache(maxsize=4)
+def _splits(block_size: int, names: str) -> dict:
+    """The splits, built once per process: a worker grading a class reads names.txt once."""
+    return load_splits(block_size, path=names)
 
 
 def _valid_checkpoint(submission: Path, stage: int, config) -> str:

@@ -156,3 +156,18 @@ def test_leaderboard_command(graded, capsys):
     assert grader_main(["leaderboard", "--gradebook", str(book.path), "--stage", "1", "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith("stage,board,split")
     assert grader_main(["leaderboard", "--gradebook", "/nonexistent/book.db"]) == 3
+
+
+def test_grading_on_a_local_dask_cluster(classroom, tmp_path):
+    """Any concurrent.futures executor grades a class; here a Dask cluster on this machine."""
+    distributed = pytest.importorskip("distributed")
+    folder, honest = classroom
+    subs = [s for s in find_submissions(folder) if s[0] in (honest[0], honest[1], "crash-syntax")]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        with Gradebook(tmp_path / "dask.db") as book:
+            stored = dict(grade_many(subs, book, executor=client.get_executor(), tier="public",
+                                     schedule="quick", stages=STAGES, losses=False, progress=False))
+            assert book.count() == 3
+            assert book.report(stored[honest[0]]).passed == len(book.report(stored[honest[0]]).results)
+            assert book.report(stored["crash-syntax"]).passed == 0

@@ -1,0 +1,62 @@
+"""Grading throughput: submissions per minute, graded from checkpoints, every stage, hidden tier.
+
+Builds a class of N copies of the answer key, each with checkpoints for all six stages (trained
+once, with the quick schedule, on the compiled path), grades it with `grade_many` on local
+processes (one per core), and prints the wall time and the rate.
+
+    python benchmarks/grading_throughput.py --submissions 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from makemore_wavenet.grader.batch import find_submissions, grade_many
+from makemore_wavenet.grader.gradebook import Gradebook
+from makemore_wavenet.grader.thresholds import SCHEDULES
+from makemore_wavenet.shared.data import load_splits
+from makemore_wavenet.shared.trainer import run
+from makemore_wavenet.stages import STAGES, get_stage
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_class(folder: Path, n: int) -> None:
+    runs = folder / "_runs"
+    config = replace(SCHEDULES["quick"], path="compiled", device="cpu")
+    for s in STAGES:
+        stage = get_stage(s)
+        run(stage.build_model, stage.CONFIG, config, load_splits(stage.CONFIG.block_size), out_dir=runs / f"stage{s}",
+            progress=False, stage=s)
+    for i in range(n):
+        root = folder / "class" / f"student-{i:03d}"
+        for name in ("shared", "stages"):
+            shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(runs, root / "runs")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--submissions", type=int, default=100)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        start = time.perf_counter()
+        build_class(tmp, args.submissions)
+        print(f"built {args.submissions} submissions with checkpoints in {time.perf_counter() - start:.0f} s")
+        with Gradebook(tmp / "gradebook.db") as book:
+            start = time.perf_counter()
+            stored = grade_many(find_submissions(tmp / "class"), book, tier="hidden", schedule="quick")
+            wall = time.perf_counter() - start
+            passed = sum(book.report(rid).passed == len(book.report(rid).results) for _, rid in stored)
+        print(f"graded {len(stored)} submissions (all stages, hidden tier, from checkpoints) in {wall:.0f} s: "
+              f"{60 * len(stored) / wall:.1f} submissions per minute; {passed} passed every check")
+
+
+if __name__ == "__main__":
+    main()
