@@ -24,6 +24,12 @@ def install(session: nox.Session, *extras: str) -> None:
     session.install("-e", spec)
 
 
+def instructor_only(session: nox.Session) -> None:
+    """The student edition has no tests, benchmarks or solutions to release: say so plainly."""
+    if not (ROOT / "tests").is_dir():
+        session.error("this session is for the instructor's edition; students run `nox -s grade`")
+
+
 def names_env() -> dict:
     """Point the project at the course's copy of names.txt when it lies beside the repo."""
     return {"MAKEMORE_NAMES": str(SHARED_NAMES)} if SHARED_NAMES.is_file() else {}
@@ -32,6 +38,7 @@ def names_env() -> dict:
 @nox.session(**VENV)
 def tests(session: nox.Session) -> None:
     """Run the test suite (pass pytest options after --, e.g. `nox -- -k layers`)."""
+    instructor_only(session)
     install(session, "test")
     # `python -m`: the venv's python, which sees the project, even when pytest is the system's
     session.run("python", "-m", "pytest", *session.posargs, env=names_env())
@@ -57,6 +64,7 @@ def reproduce(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Time per step of the trainer's paths against the lecture's loop, in the same run; then grading
     throughput (`nox -s bench -- --stages 1 6` passes options to the first)."""
+    instructor_only(session)
     install(session)
     session.run("python", "benchmarks/trainer_vs_lecture_loop.py", *session.posargs, env=names_env())
     session.run("python", "benchmarks/grading_throughput.py", env=names_env())
@@ -75,6 +83,7 @@ def grade(session: nox.Session) -> None:
 @nox.session(**VENV)
 def release(session: nox.Session) -> None:
     """Write the student edition into dist/student (stubs, notebooks, public checks only)."""
+    instructor_only(session)
     install(session)
     session.run("python", "-m", "makemore_wavenet.grader", "release", *session.posargs, env=names_env())
 

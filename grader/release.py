@@ -5,6 +5,7 @@ stage, the public checks only. Hidden checks, tests, benchmarks and results stay
 from __future__ import annotations
 
 import ast
+import json
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from .exercises import EXERCISES
+from .notebook import exercise_targets
 from .regions import all_regions, student_text
 
 ROOT = Path(__file__).resolve().parents[1]  # the master checkout
@@ -37,6 +39,9 @@ def release(out: Path, root: Path = ROOT) -> Path:
                 shutil.copy2(src, dest)
     shutil.copy2(STUDENT_README, out / "README.md")
     (out / "grader" / "edition" / "README.md").unlink()
+    targets = out / "grader" / "expected" / "targets.json"
+    targets.parent.mkdir(parents=True, exist_ok=True)
+    targets.write_text(json.dumps(exercise_targets(root), indent=1), encoding="utf-8")
     for stage in sorted({ex.stage for ex in EXERCISES}):
         path = out / "notebooks" / f"stage{stage}.ipynb"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,17 @@ def test_exercise_targets_name_every_solution():
     assert len(targets) == 12
 
 
+def test_edition_ships_the_target_map(tmp_path):
+    from makemore_wavenet.grader.release import release
+
+    out = release(tmp_path / "edition")
+    import json
+
+    shipped = json.loads((out / "grader" / "expected" / "targets.json").read_text())
+    assert {k: tuple(v) for k, v in shipped.items()} == exercise_targets()
+    assert shipped["6.1"] == ["makemore_wavenet.stages.stage6_scaled_up.model", "CONFIG"]
+
+
 def test_magics_are_stripped_and_loops_skipped(tmp_path):
     path = tmp_path / "lecture.ipynb"
     nbformat.write(lecture_notebook(), path)
