@@ -204,15 +204,12 @@ class NotebookModel:
 
 def notebook_logits(train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, steps: int, seed: int) -> dict:
     """Train the notebook's own `model` (as the notebook built it) with the grader's schedule."""
-    from makemore_wavenet.shared.config import TrainConfig
-    from makemore_wavenet.shared.trainer import train
-
     if "model" not in NOTEBOOK:
         raise NameError("the notebook defines no `model`")
     model = NotebookModel(NOTEBOOK["model"])
     params = sum(p.numel() for p in model.parameters())
     torch.manual_seed(seed)  # the batches follow the grader's seed, whatever ran before
-    train(model, train_x, train_y, TrainConfig(steps=steps, seed=seed, device="cpu"), progress=False)
+    _train(model, train_x, train_y, steps, seed)
     return {"logits": _logits(model, eval_x), "params": params}
 
 
@@ -220,8 +217,6 @@ def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_
                  seed: int, checkpoint: str = "") -> dict:
     """Train the stage with the grader's recipe (or load the student's checkpoint), then return the
     logits for each of eval_x: the parent, not the submission, turns them into losses."""
-    from makemore_wavenet.shared.config import TrainConfig
-    from makemore_wavenet.shared.trainer import train
     from makemore_wavenet.stages import get_stage, load_model
 
     if checkpoint:
@@ -230,8 +225,17 @@ def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_
         s = get_stage(stage)
         torch.manual_seed(seed)
         model = s.build_model(s.CONFIG)
-        train(model, train_x, train_y, TrainConfig(steps=steps, seed=seed, device="cpu"), progress=False)
+        _train(model, train_x, train_y, steps, seed)
     return {"logits": _logits(model, eval_x)}
+
+
+def _train(model, train_x: torch.Tensor, train_y: torch.Tensor, steps: int, seed: int) -> None:
+    """The grader's schedule, always on the plain path: the fast path computes the library's own
+    layers and would train what the layers should be, not the submission's code."""
+    from makemore_wavenet.shared.config import TrainConfig
+    from makemore_wavenet.shared.trainer import train
+
+    train(model, train_x, train_y, TrainConfig(steps=steps, seed=seed, device="cpu", path="plain"), progress=False)
 
 
 @torch.no_grad()

@@ -3,8 +3,8 @@
 Same math as the plain path (`trainer.sgd_step` through autograd): the same forward, the exact
 gradients, SGD `p -= lr * grad`, the lecture's BatchNorm (unbiased variance, running statistics
 with momentum 0.1). What changes is the cost: no autograd graph, fused kernels where torch has
-them (addmm, var_mean, addcmul, tanh_backward, embedding_dense_backward), one foreach update for
-all parameters and one for all running statistics. Floating-point order differs, so losses match
+them (addmm, addcmul, tanh_backward, embedding_dense_backward), BatchNorm statistics from column
+sums on a 2-D view, one foreach update for all parameters and one for all running statistics. Floating-point order differs, so losses match
 the plain path closely, not bit for bit.
 """
 
@@ -48,7 +48,7 @@ class FastStep:
         layers = layer_list(model)
         if layers is None:
             raise TypeError(f"the fast path does not know how to train {type(model).__name__}; "
-                            f"use the plain path (fast=False)")
+                            f"use the plain path (TrainConfig(path=\"plain\"))")
         self.layers = layers
         self.params = [p for layer in layers for p in layer.parameters()]
         momenta = {layer.momentum for layer in layers if isinstance(layer, BatchNorm1d)}
