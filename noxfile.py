@@ -62,11 +62,14 @@ def reproduce(session: nox.Session) -> None:
 
 @nox.session(**VENV)
 def bench(session: nox.Session) -> None:
-    """Time per step of the trainer's paths against the lecture's loop, in the same run; then grading
-    throughput (`nox -s bench -- --stages 1 6` passes options to the first)."""
+    """Time per step of the trainer's paths against the lecture's loop, in the same run; 8 seeds at
+    once against one; stage 7's time per prediction against stage 6's; grading throughput
+    (`nox -s bench -- --stages 1 6` passes options to the first)."""
     instructor_only(session)
     install(session)
     session.run("python", "benchmarks/trainer_vs_lecture_loop.py", *session.posargs, env=names_env())
+    session.run("python", "benchmarks/many_seeds.py", "--stages", "1", "6", env=names_env())
+    session.run("python", "benchmarks/per_position.py", env=names_env())
     session.run("python", "benchmarks/grading_throughput.py", env=names_env())
 
 
@@ -86,6 +89,15 @@ def release(session: nox.Session) -> None:
     instructor_only(session)
     install(session)
     session.run("python", "-m", "makemore_wavenet.grader", "release", *session.posargs, env=names_env())
+
+
+@nox.session(**VENV)
+def calibrate(session: nox.Session) -> None:
+    """Set the loss thresholds from 8 seeds of every stage, trained at once: quick schedule by
+    default, `nox -s calibrate -- --schedule full` for the full one (about 25 minutes on 2 cores)."""
+    instructor_only(session)
+    install(session)
+    session.run("python", "-m", "makemore_wavenet.grader", "calibrate", *session.posargs, env=names_env())
 
 
 @nox.session(**VENV)

@@ -18,21 +18,21 @@ from pathlib import Path
 
 from makemore_wavenet.grader.batch import find_submissions, grade_many
 from makemore_wavenet.grader.gradebook import Gradebook
-from makemore_wavenet.grader.thresholds import SCHEDULES
-from makemore_wavenet.shared.data import load_splits
+from makemore_wavenet.grader.exercises import STAGES
+from makemore_wavenet.grader.thresholds import schedule_config
 from makemore_wavenet.shared.trainer import run
-from makemore_wavenet.stages import STAGES, get_stage
+from makemore_wavenet.stages import get_stage, on_fast_path, stage_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def build_class(folder: Path, n: int) -> None:
     runs = folder / "_runs"
-    config = replace(SCHEDULES["quick"], path="compiled", device="cpu")
     for s in STAGES:
         stage = get_stage(s)
-        run(stage.build_model, stage.CONFIG, config, load_splits(stage.CONFIG.block_size), out_dir=runs / f"stage{s}",
-            progress=False, stage=s)
+        config = replace(schedule_config("quick", s), path="compiled" if on_fast_path(s) else "plain", device="cpu")
+        run(stage.build_model, stage.CONFIG, config, stage_splits(s), out_dir=runs / f"stage{s}", progress=False,
+            stage=s)
     for i in range(n):
         root = folder / "class" / f"student-{i:03d}"
         for name in ("shared", "stages"):

@@ -23,7 +23,7 @@ from tabulate import tabulate
 from makemore_wavenet.shared.config import PATHS, TrainConfig
 from makemore_wavenet.shared.data import load_splits
 from makemore_wavenet.shared.trainer import make_step
-from makemore_wavenet.stages import STAGES, get_stage
+from makemore_wavenet.stages import STAGES, get_stage, on_fast_path
 
 KINDS = ("lecture loop",) + PATHS
 
@@ -72,7 +72,8 @@ def seconds_per_step(step, X, Y, steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--stages", type=int, nargs="+", default=list(STAGES))
+    parser.add_argument("--stages", type=int, nargs="+", default=[n for n in STAGES if on_fast_path(n)],
+                        help="stages the fast path trains (stage 7 is on the plain path only)")
     parser.add_argument("--steps", type=int, default=1000, help="steps per timed round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")

@@ -4,6 +4,7 @@
     python -m makemore_wavenet.grader grade-all FOLDER   grade a class into the gradebook
     python -m makemore_wavenet.grader leaderboard        per-stage public and private boards
     python -m makemore_wavenet.grader release [--out D]  write the student edition
+    python -m makemore_wavenet.grader calibrate          thresholds from the master over 8 seeds
 
 Exit codes of `grade`: 0 every check passed; 1 some check did not pass (fail, not done, error,
 timeout); 2 the command line was wrong; 3 the grader could not run (no data, a broken path).
@@ -12,6 +13,7 @@ timeout); 2 the command line was wrong; 3 the grader could not run (no data, a b
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -19,8 +21,8 @@ from tabulate import tabulate
 
 from makemore_wavenet.shared.data import DataError
 
+from .exercises import STAGES
 from .notebook import NotebookError
-
 from .sandbox import Limits
 
 EXIT_PASS, EXIT_NOT_PASSED, EXIT_USAGE, EXIT_GRADER = 0, 1, 2, 3
@@ -89,12 +91,33 @@ def cmd_release(args) -> int:
     return EXIT_PASS
 
 
+def cmd_calibrate(args) -> int:
+    from .calibrate import calibrate, write
+    from .grade import hidden_tier
+
+    if args.seeds < 3:
+        print("grader: error: --seeds must be at least 3: the threshold is a prediction bound from their spread",
+              file=sys.stderr)
+        return EXIT_USAGE
+    hidden = hidden_tier()
+    if hidden is None:
+        raise RuntimeError("calibrate is for the instructor's edition: it writes the hidden test thresholds")
+    seeds = tuple(range(1, args.seeds + 1))
+    losses = calibrate(args.schedule, seeds, tuple(args.stage), names=args.names)
+    rows = [[n, f"{statistics.fmean(v['val']):.4f}", f"{statistics.stdev(v['val']):.4f}",
+             f"{statistics.fmean(v['test']):.4f}", f"{statistics.stdev(v['test']):.4f}"] for n, v in losses.items()]
+    print(tabulate(rows, ["stage", "val mean", "val std", "test mean", "test std"], disable_numparse=True))
+    for path in write(losses, args.schedule, seeds, Path(hidden.__file__).parent):
+        print(f"wrote {path}")
+    return EXIT_PASS
+
+
 def add_grading_options(p: argparse.ArgumentParser, tier: str, schedule: str) -> None:
     p.add_argument("--tier", choices=["public", "hidden"], default=tier,
                    help="public: the checks students run; hidden: public plus the instructor's hidden checks")
     p.add_argument("--schedule", choices=["quick", "full"], default=schedule,
                    help="loss checks: quick (5,000 steps, its own thresholds) or the full 200,000-step recipe")
-    p.add_argument("--stage", type=int, nargs="+", choices=range(1, 7), default=list(range(1, 7)),
+    p.add_argument("--stage", type=int, nargs="+", choices=STAGES, default=list(STAGES),
                    metavar="N", help="grade only these stages")
     p.add_argument("--retrain", action="store_true", help="train even where a valid checkpoint exists")
     p.add_argument("--names", help="names file for training and val (default: $MAKEMORE_NAMES or data/names.txt)")
@@ -143,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["terminal", "markdown", "csv"], default="terminal")
     p.add_argument("--schedule", choices=["quick", "full"], help="only reports graded with this schedule")
     p.add_argument("--cohort", help="only this cohort")
-    p.add_argument("--stage", type=int, nargs="+", choices=range(1, 7), default=list(range(1, 7)), metavar="N")
+    p.add_argument("--stage", type=int, nargs="+", choices=STAGES, default=list(STAGES), metavar="N")
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("release", help="write the student edition", formatter_class=fmt,
@@ -151,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "the public checks.")
     p.add_argument("--out", default="dist/student", help="where to write it (replaced if it exists)")
     p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("calibrate", help="set the loss thresholds from the master over many seeds",
+                       formatter_class=fmt, description="Train the master's stages under --seeds seeds at once "
+                       "(one stacked model), then store each seed's val loss in grader/calibration.json and test "
+                       "loss in grader/hidden/calibration.json; a threshold is their 99.9% prediction bound.")
+    p.add_argument("--schedule", choices=["quick", "full"], default="quick")
+    p.add_argument("--seeds", type=int, default=8, help="seeds 1..N (at least 3)")
+    p.add_argument("--stage", type=int, nargs="+", choices=STAGES, default=list(STAGES), metavar="N")
+    p.add_argument("--names", help="names file (default: $MAKEMORE_NAMES or data/names.txt)")
+    p.set_defaults(func=cmd_calibrate)
     return parser
 
 

@@ -77,15 +77,21 @@ def exercise_checks(tier: str, seed: int, sizes: dict) -> list[Check]:
          "with reduce_time=False, 3-D input is reduced over dim 0 only"),
         ("5.1", f"2-D input ({B}, {C}) is unchanged", Call("batchnorm", {"x": randn(B, C), "reduce_time": True}),
          "2-D input is reduced over dim 0"),
+        ("7.1", f"({B}, {T}, {C}) with dilation 1", Call("causal_conv", {"x": randn(B, T, C), "fan_out": H, "dilation": 1, "seed": seed_model}),
+         "pair each position with the one before: torch.cat([x[:, :-1], x[:, 1:]], dim=-1), then @ weight"),
+        ("7.1", f"({B}, {T}, {C}) with dilation {n}", Call("causal_conv", {"x": randn(B, T, C), "fan_out": H, "dilation": n, "seed": seed_model}),
+         "the earlier position is `dilation` steps back: x[:, :-d] beside x[:, d:]; T - d outputs"),
     ]
     if tier == "public":  # no random inputs here: the hidden tier would only repeat them
         checks += [(f"stage {s}", "configuration and parameter count", Call("stage_config", {"stage": s}),
                     "the stage's CONFIG and the size of the model it builds") for s in range(1, 6)]
         checks += [("6.1", "configuration and parameter count", Call("stage_config", {"stage": 6}),
                     "n_embd 24, n_hidden 128, block_size 8, bn_reduce_time True")]
-        checks += [(f"stage {s}" if s < 6 else "6.1", "initial weight scale", Call("init_scales", {"stage": s, "seed": 42}),
+        checks += [("stage 7", "configuration and parameter count", Call("stage_config", {"stage": 7}),
+                    "stage 6's sizes on whole names: three CausalConv1d of dilations 1, 2, 4")]
+        checks += [(f"stage {s}" if s != 6 else "6.1", "initial weight scale", Call("init_scales", {"stage": s, "seed": 42}),
                     "each Linear's weight is randn(fan_in, fan_out) / sqrt(fan_in), so std(W) * sqrt(fan_in) "
-                    "is about 1; the last layer's weight is then scaled by 0.1") for s in range(1, 7)]
+                    "is about 1; the last layer's weight is then scaled by 0.1") for s in range(1, 8)]
     return [Check(ex, name, call, tier, hint) for ex, name, call, hint in checks]
 
 

@@ -53,5 +53,9 @@ EXERCISES = [
     Exercise("6.1", "the scaled-up configuration",
              "Set CONFIG to the hierarchical network scaled up (the lecture's n_embd 24 and n_hidden 128, "
              "context 8, the BatchNorm fix) so that it reaches a val loss below 2.0."),
+    Exercise("7.1", "CausalConv1d",
+             "At every position t, concatenate x[t - dilation] and x[t] (earlier first) and multiply by the "
+             "weight: (B, T, C) -> (B, T - dilation, fan_out). One matmul for all positions; no padding."),
 ]
 BY_ID = {ex.id: ex for ex in EXERCISES}
+STAGES = tuple(sorted({ex.stage for ex in EXERCISES}))  # the stages the grader grades

@@ -8,6 +8,7 @@ import io
 
 from tabulate import tabulate
 
+from .exercises import STAGES
 from .gradebook import Gradebook
 
 BOARDS = (("public", "val"), ("private", "test"))
@@ -15,7 +16,7 @@ HEADERS = ["rank", "student", "cohort", "loss"]
 
 
 def leaderboards(book: Gradebook, schedule: str | None = None, cohort: str | None = None,
-                 stages=range(1, 7)) -> list[dict]:
+                 stages=STAGES) -> list[dict]:
     """[{stage, board, split, rows: [[rank, pseudonym, cohort, loss], ...]}], best first."""
     latest = book.latest(schedule=schedule, cohort=cohort)
     who = {r["id"]: r for r in latest}

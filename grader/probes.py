@@ -77,7 +77,8 @@ def init_scales(stage: int, seed: int) -> dict:
     s = get_stage(stage)
     torch.manual_seed(seed)
     model = s.build_model(s.CONFIG)
-    linears = [m for m in model.modules() if isinstance(m, _layers().Linear)]
+    kinds = tuple(getattr(_layers(), name) for name in ("Linear", "CausalConv1d") if hasattr(_layers(), name))
+    linears = [m for m in model.modules() if isinstance(m, kinds)]
     return {"weight_scales": torch.tensor([m.weight.std().item() * m.weight.shape[0] ** 0.5 for m in linears],
                                           dtype=torch.float64)}
 
@@ -202,40 +203,48 @@ class NotebookModel:
         return self.train(False)
 
 
-def notebook_logits(train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, steps: int, seed: int) -> dict:
+def causal_conv(x: torch.Tensor, fan_out: int, dilation: int, seed: int) -> dict:
+    torch.manual_seed(seed)
+    with float64():
+        layer = _layers().CausalConv1d(x.shape[-1], fan_out, dilation)
+        return {"out": layer(x)}
+
+
+def notebook_logits(train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, recipe: dict) -> dict:
     """Train the notebook's own `model` (as the notebook built it) with the grader's schedule."""
     if "model" not in NOTEBOOK:
         raise NameError("the notebook defines no `model`")
     model = NotebookModel(NOTEBOOK["model"])
     params = sum(p.numel() for p in model.parameters())
-    torch.manual_seed(seed)  # the batches follow the grader's seed, whatever ran before
-    _train(model, train_x, train_y, steps, seed)
+    torch.manual_seed(recipe["seed"])  # the batches follow the grader's seed, whatever ran before
+    _train(model, train_x, train_y, recipe)
     return {"logits": _logits(model, eval_x), "params": params}
 
 
-def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, steps: int,
-                 seed: int, checkpoint: str = "") -> dict:
-    """Train the stage with the grader's recipe (or load the student's checkpoint), then return the
-    logits for each of eval_x: the parent, not the submission, turns them into losses."""
+def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, recipe: dict,
+                 checkpoint: str = "") -> dict:
+    """Train the stage with the grader's recipe (a TrainConfig's fields), or load the student's
+    checkpoint; then return the logits for each of eval_x: the parent, not the submission, turns
+    them into losses."""
     from makemore_wavenet.stages import get_stage, load_model
 
     if checkpoint:
         model, _ = load_model(checkpoint, device="cpu")
     else:
         s = get_stage(stage)
-        torch.manual_seed(seed)
+        torch.manual_seed(recipe["seed"])
         model = s.build_model(s.CONFIG)
-        _train(model, train_x, train_y, steps, seed)
+        _train(model, train_x, train_y, recipe)
     return {"logits": _logits(model, eval_x)}
 
 
-def _train(model, train_x: torch.Tensor, train_y: torch.Tensor, steps: int, seed: int) -> None:
+def _train(model, train_x: torch.Tensor, train_y: torch.Tensor, recipe: dict) -> None:
     """The grader's schedule, always on the plain path: the fast path computes the library's own
     layers and would train what the layers should be, not the submission's code."""
     from makemore_wavenet.shared.config import TrainConfig
     from makemore_wavenet.shared.trainer import train
 
-    train(model, train_x, train_y, TrainConfig(steps=steps, seed=seed, device="cpu", path="plain"), progress=False)
+    train(model, train_x, train_y, TrainConfig(**{**recipe, "device": "cpu", "path": "plain"}), progress=False)
 
 
 @torch.no_grad()

@@ -19,6 +19,9 @@ class ModelConfig:
     # 3-D BatchNorm input: reduce over batch and positions (True, the fix) or batch only (the
     # lecture's stage-4 bug). 2-D input is unaffected.
     bn_reduce_time: bool = True
+    # inputs are whole names and the model predicts at every position (stage 7 on), not one
+    # window per example: the data comes from data.build_names instead of data.build_dataset
+    whole_names: bool = False
 
 
 PATHS = ("plain", "fast", "compiled")

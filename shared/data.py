@@ -132,15 +132,39 @@ def build_dataset(words: list[str], block_size: int) -> tuple[Tensor, Tensor]:
     return torch.tensor(X, dtype=torch.long).view(-1, block_size), torch.tensor(Y, dtype=torch.long)
 
 
+IGNORE = -100  # the target of a padding position: cross-entropy skips it (torch's ignore_index)
+
+
+def build_names(words: list[str], block_size: int) -> tuple[Tensor, Tensor]:
+    """Whole names for a model that predicts at every position (stage 7 on): X (N, block_size + L)
+    is each name after block_size '.'s, right-padded with '.'; Y (N, L + 1) is each position's next
+    character, the closing '.' included, right-padded with IGNORE. L is the longest name. A model
+    whose receptive field is block_size maps X to one prediction per column of Y: the prediction
+    for Y[:, t] sees X[:, t : t + block_size], the same window as build_dataset's example."""
+    if block_size < 1:
+        raise ValueError(f"block_size must be at least 1, got {block_size}")
+    longest = max((len(w) for w in words), default=0)
+    X = torch.zeros(len(words), block_size + longest, dtype=torch.long)
+    Y = torch.full((len(words), longest + 1), IGNORE, dtype=torch.long)
+    for i, w in enumerate(words):
+        ix = [STOI[ch] for ch in w]
+        X[i, block_size:block_size + len(ix)] = torch.tensor(ix, dtype=torch.long)
+        Y[i, :len(ix) + 1] = torch.tensor(ix + [0], dtype=torch.long)
+    return X, Y
+
+
 Splits = dict[str, tuple[Tensor, Tensor]]  # {"train": (X, Y), "val": (X, Y), ...}
 
 
-def load_splits(block_size: int, path: str | Path | None = None, seed: int = 42, device=None) -> Splits:
-    """Context windows of every split, {split: (X, Y)}, on `device`."""
+def load_splits(block_size: int, path: str | Path | None = None, seed: int = 42, device=None,
+                whole_names: bool = False) -> Splits:
+    """Every split, {split: (X, Y)}, on `device`: context windows (build_dataset), or whole names
+    (build_names) for models that predict at every position."""
     words = split_words(load_words(path), seed)
+    build = build_names if whole_names else build_dataset
     splits = {}
     for split in SPLITS:
-        X, Y = build_dataset(words[split], block_size)
+        X, Y = build(words[split], block_size)
         splits[split] = (X.to(device), Y.to(device))
     return splits
 

@@ -24,8 +24,8 @@ class Module:
     training = True
     state_names: tuple[str, ...] = ()  # attributes that make up the layer's state
 
-    def __call__(self, x: Tensor) -> Tensor:
-        self.out = self.forward(x)
+    def __call__(self, x: Tensor, **kwargs) -> Tensor:
+        self.out = self.forward(x, **kwargs)
         return self.out
 
     def forward(self, x: Tensor) -> Tensor:
@@ -108,6 +108,9 @@ class BatchNorm1d(Module):
     (0, 1), batch and positions, and keeps running stats of shape (1, 1, C). False reproduces the
     lecture's stage-4 bug: it reduces over dim 0 only, so each position gets its own statistics,
     of shape (1, T, C).
+
+    `mask` (B, T), for 3-D input reduced over positions, picks the positions whose values count in
+    the batch statistics (stage 7: the windows of a name, not the padding after it).
     """
 
     state_names = ("gamma", "beta", "running_mean", "running_var")
@@ -120,7 +123,7 @@ class BatchNorm1d(Module):
         self.running_mean = torch.zeros(dim, device=device, dtype=dtype)  # trained with a running update
         self.running_var = torch.ones(dim, device=device, dtype=dtype)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         if x.ndim not in (2, 3) or x.shape[-1] != self.gamma.shape[0]:
             raise ValueError(f"BatchNorm1d({self.gamma.shape[0]}) expects (B, C) or (B, T, C) input "
                              f"with C = {self.gamma.shape[0]}, got shape {tuple(x.shape)}")
@@ -135,8 +138,11 @@ class BatchNorm1d(Module):
                 raise ValueError(f"BatchNorm1d needs more than one value per feature in training mode (the "
                                  f"variance of one number is undefined); got shape {tuple(x.shape)}. Use a "
                                  f"larger batch, or call model.eval() to use the running statistics.")
-            xmean = x.mean(dims, keepdim=True)  # batch mean
-            xvar = x.var(dims, keepdim=True)  # batch variance (unbiased, as in the lecture)
+            if mask is None:
+                xmean = x.mean(dims, keepdim=True)  # batch mean
+                xvar = x.var(dims, keepdim=True)  # batch variance (unbiased, as in the lecture)
+            else:
+                xmean, xvar = self._masked_statistics(x, mask, over_time)
         else:
             xmean, xvar = self.running_mean, self.running_var
         xhat = (x - xmean) / torch.sqrt(xvar + self.eps)  # normalize to unit variance
@@ -147,8 +153,55 @@ class BatchNorm1d(Module):
                 self.running_var = (1 - self.momentum) * self.running_var + self.momentum * xvar
         return out
 
+    def _masked_statistics(self, x: Tensor, mask: Tensor, over_time: bool) -> tuple[Tensor, Tensor]:
+        if not over_time or mask.shape != x.shape[:2]:
+            raise ValueError(f"a mask picks positions of 3-D input reduced over positions: expected a mask of "
+                             f"shape {tuple(x.shape[:2])} and reduce_time=True, got {tuple(mask.shape)}")
+        # weights, not x[mask]: no data-dependent shape, so no device sync (and it runs on `meta`)
+        w = mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+        n = w.sum((0, 1), keepdim=True)  # values behind each statistic
+        xmean = (x * w).sum((0, 1), keepdim=True) / n
+        xvar = ((x - xmean).square() * w).sum((0, 1), keepdim=True) / (n - 1)  # unbiased, as var() is
+        return xmean, xvar
+
     def parameters(self) -> list[Tensor]:
         return [self.gamma, self.beta]
+
+
+class CausalConv1d(Module):
+    """A causal convolution of kernel 2: out[t] = [x[t - dilation], x[t]] @ W + b, at every position t.
+
+    (B, T, fan_in) -> (B, T - dilation, fan_out). It is FlattenConsecutive(2) + Linear applied at
+    every position instead of every other one: the weight is the Linear's, (2 * fan_in, fan_out),
+    its first fan_in rows for the earlier position, so a stage-6 Linear loads as it is. There is no
+    padding ("valid"): output t stands for input position t + dilation, the latest one it sees, and
+    no output sees the future. Dilations 1, 2, 4 stacked see 8 positions: stage 6's window.
+    """
+
+    state_names = ("weight", "bias")
+
+    def __init__(self, fan_in: int, fan_out: int, dilation: int = 1, bias: bool = True, device=None, dtype=None):
+        if dilation < 1:
+            raise ValueError(f"CausalConv1d needs dilation >= 1, got {dilation}")
+        self.dilation = dilation
+        self.weight = randn(2 * fan_in, fan_out, device=device, dtype=dtype) / (2 * fan_in) ** 0.5
+        self.bias = torch.zeros(fan_out, device=device, dtype=dtype) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        d = self.dilation
+        if x.ndim != 3 or 2 * x.shape[-1] != self.weight.shape[0] or x.shape[1] <= d:
+            raise ValueError(f"CausalConv1d expects (B, T, {self.weight.shape[0] // 2}) input with T > dilation "
+                             f"{d}, got shape {tuple(x.shape)}")
+        # BEGIN EXERCISE 7.1
+        pairs = torch.cat([x[:, :-d], x[:, d:]], dim=-1)  # (B, T - d, 2C): each position with the one d back
+        out = pairs @ self.weight  # "convolution is a for loop": one matmul serves every position
+        # END EXERCISE 7.1
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+    def parameters(self) -> list[Tensor]:
+        return [self.weight] + ([] if self.bias is None else [self.bias])
 
 
 class Tanh(Module):

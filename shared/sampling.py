@@ -23,7 +23,10 @@ def sample(model: Module, block_size: int, n: int = 20, seed: int = 42, max_len:
     out = torch.zeros(n, max_len, dtype=torch.long, device=device)
     ended = torch.zeros(n, dtype=torch.bool, device=device)
     for t in range(max_len):
-        probs = F.softmax(model(context), dim=-1)  # (n, vocab_size)
+        logits = model(context)
+        if logits.ndim == 3:  # a model that predicts at every position: the last one is the next character
+            logits = logits[:, -1]
+        probs = F.softmax(logits, dim=-1)  # (n, vocab_size)
         ix = torch.multinomial(probs, num_samples=1, generator=generator)  # (n, 1)
         out[:, t] = ix[:, 0]
         context = torch.cat([context[:, 1:], ix], dim=1)  # slide the window

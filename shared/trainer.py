@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint, fast
 from .config import ModelConfig, TrainConfig
-from .data import SPLITS, Splits
+from .data import IGNORE, SPLITS, Splits
 from .device import model_device, resolve_device
 from .layers import Module
 from .plots import save_loss_plot
@@ -29,11 +29,19 @@ from .plots import save_loss_plot
 LOG_EVERY = 1000  # steps between reads of the loss (progress bar, loss log)
 
 
+def cross_entropy(logits: Tensor, Y: Tensor, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of logits (..., vocab_size) against targets (...): one target per example
+    (logits (B, vocab_size)), or one per position of a name (logits (B, T, vocab_size), stage 7
+    on), where padding targets (data.IGNORE) count for nothing."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1), ignore_index=IGNORE,
+                           reduction=reduction)
+
+
 def sgd_step(model: Module, params: list[Tensor], Xb: Tensor, Yb: Tensor, lr: float) -> Tensor:
     """One step of minibatch SGD; returns the batch's loss (a 0-dim tensor, not yet read back)."""
     # BEGIN EXERCISE 1.2
     logits = model(Xb)  # (B, vocab_size)
-    loss = F.cross_entropy(logits, Yb)
+    loss = cross_entropy(logits, Yb)
     for p in params:
         p.grad = None
     loss.backward()
@@ -66,22 +74,76 @@ def train(model: Module, X: Tensor, Y: Tensor, config: TrainConfig, progress: bo
     """
     device = model_device(model)
     model.train()
-    sgd = make_step(model, config, X[:config.batch_size])
-    losses = torch.empty(config.steps, device=device)
+    step = make_step(model, config, X[:config.batch_size])
+    if Y.ndim == 2:  # whole names
+        batch = _name_batches(X, Y, config.batch_size, device)
+    else:
+        def batch():
+            ix = torch.randint(0, X.shape[0], (config.batch_size,)).to(device)
+            return X[ix], Y[ix]
+
+    return _loop(step, batch, config, (), device, progress, desc, timings)
+
+
+def _name_batches(X: Tensor, Y: Tensor, batch_size: int, device) -> Callable[[], tuple[Tensor, Tensor]]:
+    """Batches of whole names (X (N, window + L), Y (N, L + 1)), drawn uniformly like windows, and
+    cut to the longest name in the batch: the padding columns no name of the batch reaches go."""
+    lengths = (Y != IGNORE).sum(1).cpu()  # predictions per name: its length + 1
+    window = X.shape[1] - Y.shape[1]  # X's extra columns: the first prediction's context
+
+    def batch():
+        ix = torch.randint(0, X.shape[0], (batch_size,))
+        n = int(lengths[ix].max())
+        ix = ix.to(device)
+        return X[ix, :n + window], Y[ix, :n]
+
+    return batch
+
+
+def train_seeds(models: list[Module], generators: list[torch.Generator], X: Tensor, Y: Tensor,
+                config: TrainConfig, progress: bool = True, desc: str = "train",
+                timings: dict | None = None) -> Tensor:
+    """Train K models of one shape at once, as one batched model (shared/fast.py); returns the
+    loss of every step, shape (K, steps). Model k draws its batches from generators[k], so each
+    model sees the batches, and follows the losses, of its own separate run. Always the fast
+    path's math ("plain" runs as "fast"; "compiled" compiles the batched step)."""
+    device = model_device(models[0])
+    for model in models:
+        model.train()
+        for p in model.parameters():
+            p.requires_grad_(False)
+    stack = fast.FastStep(models)
+    n, b = X.shape[0], config.batch_size
+
+    def batch():
+        ix = torch.stack([torch.randint(0, n, (b,), generator=g) for g in generators]).to(device)
+        return X[ix], Y[ix]  # (K, B, T), (K, B)
+
+    example = X[:b].expand(len(models), *X[:b].shape)  # (K, B, T), drawn from no generator
+    step = fast.compiled(stack, example) if config.path == "compiled" else stack
+    losses = _loop(step, batch, config, (len(models),), device, progress, desc, timings)
+    stack.unstack()
+    return losses.T
+
+
+def _loop(step: Callable, batch: Callable, config: TrainConfig, shape: tuple, device, progress: bool,
+          desc: str, timings: dict | None) -> Tensor:
+    """The training loop: `config.steps` calls of step(*batch(), lr); losses read back once per LOG_EVERY."""
+    losses = torch.empty(config.steps, *shape, device=device)
     pending: list[Tensor] = []
     with tqdm(total=config.steps, desc=desc, disable=not progress, unit="step", smoothing=0.1) as bar:
-        for step in range(config.steps):
-            ix = torch.randint(0, X.shape[0], (config.batch_size,)).to(device)
-            if step == 0:
+        for i in range(config.steps):
+            xb, yb = batch()
+            if i == 0:
                 start = time.perf_counter()
-            loss = sgd(X[ix], Y[ix], config.lr_at(step))
-            if step == 0 and timings is not None:
+            loss = step(xb, yb, config.lr_at(i))
+            if i == 0 and timings is not None:
                 timings["first_step"] = time.perf_counter() - start
             pending.append(loss)
-            if len(pending) == LOG_EVERY or step == config.steps - 1:
+            if len(pending) == LOG_EVERY or i == config.steps - 1:
                 chunk = torch.stack(pending)
-                losses[step + 1 - len(pending): step + 1] = chunk
-                bar.set_postfix(loss=f"{chunk.mean().item():.4f}", lr=config.lr_at(step), refresh=False)
+                losses[i + 1 - len(pending): i + 1] = chunk
+                bar.set_postfix(loss=f"{chunk.mean().item():.4f}", lr=config.lr_at(i), refresh=False)
                 bar.update(len(pending))
                 pending.clear()
     return losses
@@ -92,12 +154,13 @@ def evaluate(model: Module, X: Tensor, Y: Tensor, batch_size: int = 8192) -> flo
     """Mean cross-entropy over (X, Y) in eval mode (BatchNorm uses its running statistics)."""
     was_training = model.training
     model.eval()
+    count = int((Y != IGNORE).sum())  # targets: one per example, or per position of a name
     # BEGIN EXERCISE 1.3
     total = torch.zeros((), device=model_device(model), dtype=torch.float64)
     for i in range(0, X.shape[0], batch_size):  # in batches: the whole split may not fit a GPU
         logits = model(X[i:i + batch_size])
-        total += F.cross_entropy(logits, Y[i:i + batch_size], reduction="sum").double()
-    loss = (total / X.shape[0]).item()
+        total += cross_entropy(logits, Y[i:i + batch_size], reduction="sum").double()
+    loss = (total / count).item()
     # END EXERCISE 1.3
     model.train(was_training)
     return loss
@@ -137,3 +200,27 @@ def run(build_model: Callable[..., Module], model_config: ModelConfig, train_con
                                             **checkpoint_extra)
         save_loss_plot(losses, out_dir / "loss.png", title=f"{name}: training loss")
     return result
+
+
+def run_seeds(build_model: Callable[..., Module], model_config: ModelConfig, train_config: TrainConfig,
+              splits: Splits, seeds: list[int], name: str = "model", progress: bool = True,
+              eval_splits: tuple[str, ...] = SPLITS) -> list[Run]:
+    """`run` once per seed in `seeds` (train_config.seed is not used), all trained at once as one
+    batched model: run k's losses follow a separate run with that seed, to float tolerance. Each
+    Run's `seconds` is the whole stack's training time. No checkpoints: save a Run's model yourself."""
+    device = resolve_device(train_config.device)
+    models, generators = [], []
+    for seed in seeds:  # each model and its batch generator as its own run would have them
+        torch.manual_seed(seed)
+        models.append(build_model(model_config, device=device))
+        generators.append(torch.Generator().set_state(torch.get_rng_state()))
+    X, Y = (t.to(device) for t in splits["train"])
+    start, timings = time.perf_counter(), {}
+    losses = train_seeds(models, generators, X, Y, train_config, progress=progress,
+                         desc=f"{name} x {len(seeds)} seeds", timings=timings)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return [Run(model, {split: evaluate(model, *(t.to(device) for t in splits[split])) for split in eval_splits},
+                loss, seconds, first_step=timings.get("first_step", 0.0))
+            for model, loss in zip(models, losses)]

@@ -1,7 +1,8 @@
-"""The six stages of the lecture, one package each, all with the same face.
+"""The six stages of the lecture and the first beyond it, one package each, all with the same face.
 
 A stage package has `CONFIG` (a ModelConfig), `build_model(config, device, dtype)`, `LECTURE`
-(the lecture's parameter count and losses) and a LESSON.md. Everything else (training, evaluation,
+(the lecture's parameter count and losses), optionally `RECIPE` (its TrainConfig, when it is not
+the lecture's) and a LESSON.md. Everything else (training, evaluation,
 sampling, checkpoints) is shared and lives in `makemore_wavenet.shared`.
 """
 
@@ -12,8 +13,9 @@ from pathlib import Path
 from types import ModuleType
 
 from makemore_wavenet.shared import checkpoint
-from makemore_wavenet.shared.data import load_splits
+from makemore_wavenet.shared.data import Splits, load_splits
 from makemore_wavenet.shared.device import resolve_device
+from makemore_wavenet.shared.fast import layer_list
 from makemore_wavenet.shared.config import TrainConfig
 from makemore_wavenet.shared.layers import Module
 from makemore_wavenet.shared.trainer import Run, run
@@ -27,6 +29,7 @@ STAGES: dict[int, str] = {
     4: "stage4_hierarchical",
     5: "stage5_batchnorm_fix",
     6: "stage6_scaled_up",
+    7: "stage7_dilated_convolutions",
 }
 RUNS_DIR = Path("runs")
 
@@ -51,15 +54,33 @@ def count_parameters(model: Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def on_fast_path(number: int) -> bool:
+    """Whether the trainer's fast path (shared/fast.py) can train the stage's model: stages 1-6."""
+    stage = get_stage(number)
+    return layer_list(stage.build_model(stage.CONFIG, device="meta")) is not None
+
+
+def recipe(number: int) -> TrainConfig:
+    """The stage's training recipe: the lecture's, unless the stage brings its own RECIPE."""
+    return getattr(get_stage(number), "RECIPE", TrainConfig())
+
+
+def stage_splits(number: int, names: str | Path | None = None, device=None) -> Splits:
+    """The splits as the stage's model reads them: context windows, or whole names (stage 7 on)."""
+    c = get_stage(number).CONFIG
+    return load_splits(c.block_size, path=names, device=device, whole_names=c.whole_names)
+
+
 def checkpoint_path(number: int, runs_dir: str | Path = RUNS_DIR) -> Path:
     return Path(runs_dir) / f"stage{number}" / "checkpoint.pt"
 
 
-def train_stage(number: int, config: TrainConfig = TrainConfig(), names: str | Path | None = None,
+def train_stage(number: int, config: TrainConfig | None = None, names: str | Path | None = None,
                 runs_dir: str | Path | None = RUNS_DIR, progress: bool = True) -> Run:
-    """Train a stage with the recipe in `config`; checkpoint and loss plot go to runs_dir/stageN/."""
+    """Train a stage with `config` (default: its recipe); checkpoint and loss plot go to runs_dir/stageN/."""
     stage = get_stage(number)
-    splits = load_splits(stage.CONFIG.block_size, path=names)
+    config = config or recipe(number)
+    splits = stage_splits(number, names)
     out_dir = None if runs_dir is None else checkpoint_path(number, runs_dir).parent
     return run(stage.build_model, stage.CONFIG, config, splits, out_dir=out_dir, name=f"stage {number}",
                progress=progress, stage=number)

@@ -10,20 +10,22 @@
 from __future__ import annotations
 
 import argparse
+from argparse import SUPPRESS
 import os
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from tabulate import tabulate
 
 from makemore_wavenet.shared.checkpoint import CheckpointError
 from makemore_wavenet.shared.config import PATHS, TrainConfig
-from makemore_wavenet.shared.data import SPLITS, DataError, load_splits
+from makemore_wavenet.shared.data import SPLITS, DataError
 from makemore_wavenet.shared.device import model_device
 from makemore_wavenet.shared.sampling import sample
 from makemore_wavenet.shared.trainer import evaluate
 
-from . import RUNS_DIR, STAGES, checkpoint_path, count_parameters, get_stage, lesson, load_model, title, train_stage
+from . import (RUNS_DIR, STAGES, checkpoint_path, count_parameters, get_stage, lesson, load_model, recipe,
+               stage_splits, title, train_stage)
 
 DEFAULTS = TrainConfig()
 
@@ -45,7 +47,8 @@ def cmd_lesson(args) -> None:
 
 
 def cmd_train(args) -> None:
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    config = replace(recipe(args.stage), **given)  # the stage's recipe, with what the command line says
     result = train_stage(args.stage, config, names=args.names, runs_dir=args.runs)
     print(tabulate([[split, f"{loss:.4f}"] for split, loss in result.metrics.items()], ["split", "loss"]))
     steady = (result.seconds - result.first_step) / max(config.steps - 1, 1)
@@ -58,7 +61,7 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     model, ckpt = load_model(args.checkpoint or checkpoint_path(args.stage, args.runs), args.device)
     _check_stage(ckpt, args.stage)
-    splits = load_splits(ckpt["model_config"].block_size, path=args.names, device=model_device(model))
+    splits = stage_splits(ckpt["stage"], names=args.names, device=model_device(model))
     rows = [[split, f"{evaluate(model, *splits[split]):.4f}"] for split in args.split]
     print(tabulate(rows, ["split", "loss"]))
 
@@ -72,13 +75,13 @@ def cmd_sample(args) -> None:
 def cmd_reproduce(args) -> None:
     from .reproduce import reproduce, results_markdown, results_table, write_results
 
-    config = TrainConfig(steps=args.steps, device=args.device, path=args.path)
+    given = {name: getattr(args, name) for name in ("steps", "device", "path") if hasattr(args, name)}
     jobs = args.jobs or os.cpu_count() or 1
-    rows, wall = reproduce(args.stages, config, jobs=jobs, names=args.names, runs_dir=args.runs)
+    rows, wall = reproduce(args.stages, given, jobs=jobs, names=args.names, runs_dir=args.runs)
     print(results_table(rows, tablefmt="simple"))
     print(f"wall time: {wall:.1f} s for {len(rows)} stages on {jobs} processes")
     if args.out:
-        print(f"table written to {write_results(args.out, results_markdown(rows, config, wall, jobs))}")
+        print(f"table written to {write_results(args.out, results_markdown(rows, wall, jobs))}")
 
 
 def _check_stage(ckpt: dict, stage: int) -> None:
@@ -87,8 +90,8 @@ def _check_stage(ckpt: dict, stage: int) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="makemore", description="Train, evaluate and sample the six stages "
-                                     "of makemore part 5, from the baseline MLP to the WaveNet.",
+    parser = argparse.ArgumentParser(prog="makemore", description="Train, evaluate and sample the stages "
+                                     "of makemore part 5, from the baseline MLP to the WaveNet, and beyond.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="examples:\n  makemore list\n  makemore train 4 --steps 20000\n"
                                      "  makemore evaluate 6\n  makemore sample 6 -n 20")
@@ -105,17 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
     add("list", cmd_list, "list the stages with their sizes", stage=False)
     add("lesson", cmd_lesson, "print a stage's lesson text")
 
-    p = add("train", cmd_train, "train a stage (the lecture's recipe by default)")
-    p.add_argument("--steps", type=int, default=DEFAULTS.steps, help="training steps")
-    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="examples per step")
-    p.add_argument("--lr", type=float, default=DEFAULTS.lr, help="learning rate before the decay")
-    p.add_argument("--lr-final", type=float, default=DEFAULTS.lr_final, help="learning rate after the decay")
-    p.add_argument("--decay-at", type=float, default=DEFAULTS.decay_at, help="fraction of the steps after "
-                   "which the learning rate drops to --lr-final")
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for the model's init and the batches")
-    p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--path", choices=PATHS, default=DEFAULTS.path, help="plain (autograd), fast (hand-written "
-                   "backward) or compiled (fast under torch.compile): the same math, faster")
+    p = add("train", cmd_train, "train a stage with its recipe (the lecture's for stages 1-6); each option "
+            "given replaces one part of the recipe (in brackets: the lecture's)")
+    recipe_part = dict(default=SUPPRESS)  # absent unless given: the stage's recipe decides
+    p.add_argument("--steps", type=int, help=f"training steps [{DEFAULTS.steps}]", **recipe_part)
+    p.add_argument("--batch-size", type=int, help=f"examples (stage 7: names) per step [{DEFAULTS.batch_size}]",
+                   **recipe_part)
+    p.add_argument("--lr", type=float, help=f"learning rate before the decay [{DEFAULTS.lr}]", **recipe_part)
+    p.add_argument("--lr-final", type=float, help=f"learning rate after the decay [{DEFAULTS.lr_final}]",
+                   **recipe_part)
+    p.add_argument("--decay-at", type=float, help="fraction of the steps after which the learning rate drops to "
+                   f"--lr-final [{DEFAULTS.decay_at}]", **recipe_part)
+    p.add_argument("--seed", type=int, help=f"seed for the model's init and the batches [{DEFAULTS.seed}]",
+                   **recipe_part)
+    p.add_argument("--device", help=f"auto, cpu, cuda, cuda:1, ... [{DEFAULTS.device}]", **recipe_part)
+    p.add_argument("--path", choices=PATHS, help="plain (autograd), fast (hand-written backward) or compiled (fast "
+                   f"under torch.compile): the same math, faster [{DEFAULTS.path}]", **recipe_part)
     p.add_argument("--names", help="names file to train on (default: $MAKEMORE_NAMES, else data/names.txt, "
                    "fetched on first use)")
     p.add_argument("--runs", default=str(RUNS_DIR), help="where checkpoints go (RUNS/stageN/)")
@@ -123,10 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("reproduce", cmd_reproduce, "train several stages in parallel and tabulate them beside the "
             "lecture's numbers", stage=False)
     p.add_argument("--stages", type=int, nargs="+", choices=list(STAGES), default=list(STAGES), help="which stages")
-    p.add_argument("--steps", type=int, default=DEFAULTS.steps, help="training steps per stage")
+    p.add_argument("--steps", type=int, default=SUPPRESS,
+                   help="training steps per stage (default: each stage's recipe)")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: one per core)")
-    p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, ...")
-    p.add_argument("--path", choices=PATHS, default=DEFAULTS.path, help="plain, fast or compiled (see train)")
+    p.add_argument("--device", default=SUPPRESS, help="auto, cpu, cuda, ... (default: auto)")
+    p.add_argument("--path", choices=PATHS, default=SUPPRESS, help="plain, fast or compiled (see train); a stage "
+                   "the fast path cannot train runs on the plain path (default: plain)")
     p.add_argument("--names", help="names file (default: $MAKEMORE_NAMES, else data/names.txt)")
     p.add_argument("--runs", default=str(RUNS_DIR), help="where checkpoints go (RUNS/stageN/)")
     p.add_argument("--out", help="write the table as Markdown to this file")

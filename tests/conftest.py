@@ -25,3 +25,20 @@ def splits_by_block():
         return cache[block_size]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def splits_of_stage(splits_by_block):
+    """The splits as stage n's model reads them (windows, or whole names from stage 7 on), cached."""
+    from makemore_wavenet.stages import get_stage
+    names = {}
+
+    def get(n: int):
+        c = get_stage(n).CONFIG
+        if not c.whole_names:
+            return splits_by_block(c.block_size)
+        if c.block_size not in names:
+            names[c.block_size] = load_splits(c.block_size, whole_names=True)
+        return names[c.block_size]
+
+    return get

@@ -1,13 +1,15 @@
 """The fast path: a hand-written backward that must give autograd's gradients, on every stage."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from makemore_wavenet.shared.config import TrainConfig
 from makemore_wavenet.shared.fast import FastStep, layer_list
 from makemore_wavenet.shared.layers import BatchNorm1d, Linear, Module, Sequential
-from makemore_wavenet.shared.trainer import run, sgd_step
-from makemore_wavenet.stages import STAGES, get_stage
+from makemore_wavenet.shared.trainer import run, run_seeds, sgd_step
+from makemore_wavenet.stages import STAGES, get_stage, on_fast_path
 
 
 def twin_models(n, dtype=torch.float64, device=None):
@@ -19,7 +21,14 @@ def twin_models(n, dtype=torch.float64, device=None):
     return models
 
 
-@pytest.mark.parametrize("n", list(STAGES))
+FAST = [n for n in STAGES if on_fast_path(n)]
+
+
+def test_the_fast_path_trains_the_lectures_stages():
+    assert FAST == [1, 2, 3, 4, 5, 6]  # stage 7's convolutions train on the plain path
+
+
+@pytest.mark.parametrize("n", FAST)
 def test_fast_step_equals_autograd_step_in_float64(n):
     """Three SGD steps each way: same loss, same parameters, same running statistics."""
     plain, fast = twin_models(n)
@@ -83,3 +92,43 @@ def test_paths_agree_in_float32(n, path, splits_by_block):
     assert abs(other.metrics["val"] - plain.metrics["val"]) < 2e-3
     if path == "compiled":
         assert other.first_step > 0.1  # the compile, timed apart
+
+
+@pytest.mark.parametrize("n, path", [(1, "fast"), (5, "fast"), (1, "compiled")])
+def test_a_stack_of_seeds_follows_each_seeds_own_run(n, path, splits_by_block):
+    """K seeds trained as one batched model: each seed's losses, val loss and state are its own run's.
+    Stage 1 trains its bare embedding tensor C through an adapter, which the stack must reach too."""
+    stage = get_stage(n)
+    splits = splits_by_block(stage.CONFIG.block_size)
+    config = TrainConfig(steps=200, device="cpu", path=path)
+    stacked = run_seeds(stage.build_model, stage.CONFIG, config, splits, [5, 6, 7], progress=False,
+                        eval_splits=("val",))
+    for seed, mine in zip([5, 6, 7], stacked):
+        alone = run(stage.build_model, stage.CONFIG, replace(config, seed=seed), splits, progress=False,
+                    eval_splits=("val",))
+        assert torch.allclose(mine.losses, alone.losses, atol=1e-5)
+        assert abs(mine.metrics["val"] - alone.metrics["val"]) < 1e-5
+        for (name, t), u in zip(mine.model.state().items(), alone.model.state().values()):
+            assert torch.allclose(t, u, atol=1e-5), name
+    assert not torch.allclose(stacked[0].losses, stacked[1].losses)  # the seeds did differ
+
+
+def test_a_stack_is_a_batched_step_in_float64():
+    """One step of a stack of 2 equals one step of each model alone, to float64 rounding."""
+    models = [get_stage(6).build_model(get_stage(6).CONFIG, dtype=torch.float64) for _ in range(4)]
+    alone, stack = models[:2], models[2:]
+    for a, b in zip(alone, stack):
+        b.load_state({name: t.clone() for name, t in a.state().items()})
+    x, y = torch.randint(0, 27, (2, 32, 8)), torch.randint(0, 27, (2, 32))
+    step = FastStep(stack)
+    losses = step(x, y, 0.1)
+    step.unstack()
+    for k, model in enumerate(alone):
+        assert torch.allclose(FastStep(model)(x[k], y[k], 0.1), losses[k], rtol=1e-12, atol=1e-12)
+        for (name, t), u in zip(model.state().items(), stack[k].state().values()):
+            assert torch.allclose(t, u, rtol=1e-10, atol=1e-12), name
+
+
+def test_a_stack_refuses_models_of_different_shapes():
+    with pytest.raises(ValueError, match="differ"):
+        FastStep([get_stage(3).build_model(get_stage(3).CONFIG), get_stage(6).build_model(get_stage(6).CONFIG)])

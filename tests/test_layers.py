@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from makemore_wavenet.shared.layers import (BatchNorm1d, Embedding, Flatten, FlattenConsecutive, Linear,
-                                            Sequential, Tanh)
+from makemore_wavenet.shared.layers import (BatchNorm1d, CausalConv1d, Embedding, Flatten, FlattenConsecutive,
+                                            Linear, Sequential, Tanh)
 
 D = torch.float64
 
@@ -205,10 +205,51 @@ def test_state_round_trip_restores_running_stats_of_new_shape():
     (BatchNorm1d(3), torch.randn(4, 5), "C = 3"),
     (FlattenConsecutive(2), torch.randn(4, 3, 5), "T divisible by 2"),
     (FlattenConsecutive(2), torch.randn(4, 6), r"expects \(B, T, C\)"),
+    (CausalConv1d(3, 2, dilation=2), torch.randn(4, 5, 4), r"expects \(B, T, 3\)"),
+    (CausalConv1d(3, 2, dilation=2), torch.randn(4, 2, 3), "T > dilation 2"),
+    (CausalConv1d(3, 2), torch.randn(4, 3), r"expects \(B, T, 3\)"),
 ])
 def test_bad_input_is_a_clear_error(layer, x, match):
     with pytest.raises(ValueError, match=match):
         layer(x)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dilation", [1, 2, 3, 4])
+def test_causal_conv_matches_torch_conv1d(bias, dilation):
+    """Kernel 2, no padding: torch's conv1d on (B, C, T) with our weight's halves as its two taps."""
+    layer = CausalConv1d(5, 3, dilation=dilation, bias=bias, dtype=D)
+    for p in layer.parameters():
+        p.requires_grad_()
+    x = leaf(4, 9, 5)
+    layer(x).pow(2).sum().backward()
+    ours = grads(x, *layer.parameters())
+    for t in [x, *layer.parameters()]:
+        t.grad = None
+    weight = layer.weight.view(2, 5, 3).permute(2, 1, 0)  # (2 taps * C_in, C_out) -> torch's (C_out, C_in, taps)
+    theirs = F.conv1d(x.transpose(1, 2), weight, layer.bias, dilation=dilation).transpose(1, 2)
+    theirs.pow(2).sum().backward()
+    assert layer.out.shape == (4, 9 - dilation, 3)
+    assert torch.allclose(layer.out, theirs)
+    for a, b in zip(ours, grads(x, *layer.parameters())):
+        assert torch.allclose(a, b)
+
+
+def test_causal_conv_never_sees_the_future():
+    layer = CausalConv1d(2, 3, dilation=2, dtype=D)
+    x = leaf(1, 8, 2)
+    later = x.detach().clone()
+    later[:, 5:] += 1.0  # change positions 5, 6, 7
+    changed = (layer(x) - layer(later)).abs().sum(-1)[0] > 0  # output t stands for input t + 2
+    assert changed.tolist() == [False, False, False, True, True, True]
+
+
+def test_causal_conv_is_flatten_consecutive_then_linear_at_every_other_position():
+    """Stage 6's pair fusion is the dilation-1 convolution, read at positions 1, 3, 5, 7."""
+    conv, x = CausalConv1d(4, 6, dtype=D), leaf(3, 8, 4)
+    linear = Linear(8, 6, dtype=D)
+    linear.weight, linear.bias = conv.weight, conv.bias
+    assert torch.allclose(conv(x)[:, 0::2], linear(FlattenConsecutive(2)(x)))
 
 
 def test_embedding_rejects_float_tokens():
@@ -217,6 +258,21 @@ def test_embedding_rejects_float_tokens():
 
 
 def test_every_tensor_is_created_on_the_requested_device():
-    layers = [Linear(3, 4, device="meta"), BatchNorm1d(4, device="meta"), Embedding(27, 4, device="meta")]
+    layers = [Linear(3, 4, device="meta"), BatchNorm1d(4, device="meta"), Embedding(27, 4, device="meta"),
+              CausalConv1d(3, 4, device="meta")]
     for layer in layers:
         assert all(t.device.type == "meta" for t in layer.state().values())
+
+
+def test_batchnorm_mask_counts_only_the_picked_positions():
+    x = leaf(3, 5, 4)
+    mask = torch.rand(3, 5, generator=torch.Generator().manual_seed(1)) < 0.6
+    norm = BatchNorm1d(4, dtype=D)
+    norm(x, mask=mask)
+    picked = x.detach()[mask]  # (N, 4)
+    assert torch.allclose(norm.running_mean.view(-1), 0.1 * picked.mean(0))
+    assert torch.allclose(norm.running_var.view(-1), 0.9 + 0.1 * picked.var(0))
+    full = BatchNorm1d(4, dtype=D)
+    assert torch.allclose(norm(x, mask=torch.ones(3, 5, dtype=torch.bool)), full(x))  # all picked: no mask
+    with pytest.raises(ValueError, match="reduce_time=True"):
+        BatchNorm1d(4, reduce_time=False)(x, mask=mask)

@@ -5,7 +5,6 @@ import re
 from pathlib import Path
 
 import nbformat
-import pytest
 from fixtures.lecture_notebook import CELLS, lecture_notebook
 
 from makemore_wavenet.grader.__main__ import main as grader_main

@@ -1,16 +1,20 @@
-"""The six stages: sizes, shapes, devices, and the training facts the lecture relies on."""
+"""The stages: sizes, shapes, devices, and the training facts the lecture relies on.
+
+Stage 7 reads whole names, not windows: its own shape and equivalence tests are in test_stage7.py."""
+
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from makemore_wavenet.shared.config import TrainConfig
 from makemore_wavenet.shared.layers import BatchNorm1d
 from makemore_wavenet.shared.trainer import run
-from makemore_wavenet.stages import STAGES, count_parameters, get_stage, lesson
+from makemore_wavenet.stages import STAGES, count_parameters, get_stage, lesson, recipe
 
-EXPECTED_PARAMS = {1: 12_097, 2: 12_097, 3: 22_097, 4: 22_397, 5: 22_397, 6: 76_579}
+EXPECTED_PARAMS = {1: 12_097, 2: 12_097, 3: 22_097, 4: 22_397, 5: 22_397, 6: 76_579, 7: 76_579}
 ALL = list(STAGES)
+WINDOWS = [n for n in STAGES if not get_stage(n).CONFIG.whole_names]  # one prediction per example
 
 
 def build(n, **kw):
@@ -19,10 +23,10 @@ def build(n, **kw):
     return stage.build_model(stage.CONFIG, **kw)
 
 
-def short_run(n, splits_by_block, steps=200, seed=42):
+def short_run(n, splits_of_stage, steps=200, seed=42):
     stage = get_stage(n)
-    return run(stage.build_model, stage.CONFIG, TrainConfig(steps=steps, seed=seed, device="cpu"),
-               splits_by_block(stage.CONFIG.block_size), progress=False, eval_splits=("val",))
+    config = replace(recipe(n), steps=steps, seed=seed, device="cpu")
+    return run(stage.build_model, stage.CONFIG, config, splits_of_stage(n), progress=False, eval_splits=("val",))
 
 
 @pytest.mark.parametrize("n", ALL)
@@ -30,7 +34,7 @@ def test_parameter_counts(n):
     assert count_parameters(build(n)) == EXPECTED_PARAMS[n] == get_stage(n).LECTURE["params"]
 
 
-@pytest.mark.parametrize("n", ALL)
+@pytest.mark.parametrize("n", WINDOWS)
 @pytest.mark.parametrize("batch", [1, 4, 32])
 def test_shapes_through_every_stage(n, batch):
     model = build(n)
@@ -49,7 +53,7 @@ def test_shapes_through_every_stage(n, batch):
         assert shapes[9:11] == [(batch, 2 * c.n_hidden), (batch, c.n_hidden)]
 
 
-@pytest.mark.parametrize("n", ALL)
+@pytest.mark.parametrize("n", WINDOWS)
 def test_forward_and_backward_on_meta_device_leave_nothing_on_cpu(n):
     """GPU-capable without a GPU: every tensor the model makes lives on the device it was built for."""
     model = build(n, device="meta")
@@ -79,26 +83,26 @@ def test_last_layer_starts_less_confident():
         assert last.std().item() < 0.2 * last.shape[0] ** -0.5  # scaled by 0.1 after randn / sqrt(fan_in)
 
 
-def test_stage_2_reproduces_stage_1_exactly(splits_by_block):
+def test_stage_2_reproduces_stage_1_exactly(splits_of_stage):
     """Same math in new containers: the same seed gives bit-identical losses, step by step."""
-    one, two = short_run(1, splits_by_block, steps=300), short_run(2, splits_by_block, steps=300)
+    one, two = short_run(1, splits_of_stage, steps=300), short_run(2, splits_of_stage, steps=300)
     assert torch.equal(one.losses, two.losses)
     assert one.metrics == two.metrics
 
 
 @pytest.mark.parametrize("n", ALL)
-def test_same_seed_same_loss_after_200_steps(n, splits_by_block):
-    a, b = short_run(n, splits_by_block), short_run(n, splits_by_block)
+def test_same_seed_same_loss_after_200_steps(n, splits_of_stage):
+    a, b = short_run(n, splits_of_stage), short_run(n, splits_of_stage)
     assert torch.equal(a.losses, b.losses)
     assert a.metrics == b.metrics
     assert a.losses[-50:].mean() < a.losses[:10].mean() - 0.3  # it learns
-    c = short_run(n, splits_by_block, seed=7)
+    c = short_run(n, splits_of_stage, seed=7)
     assert not torch.equal(a.losses, c.losses)
 
 
 @pytest.mark.parametrize("n, first_running_mean", [(4, (1, 4, 68)), (5, (1, 1, 68)), (6, (1, 1, 128))])
-def test_batchnorm_running_mean_shape_after_training(n, first_running_mean, splits_by_block):
-    model = short_run(n, splits_by_block, steps=20).model
+def test_batchnorm_running_mean_shape_after_training(n, first_running_mean, splits_of_stage):
+    model = short_run(n, splits_of_stage, steps=20).model
     norms = [m for m in model.modules() if isinstance(m, BatchNorm1d)]
     assert tuple(norms[0].running_mean.shape) == first_running_mean
     assert tuple(norms[-1].running_mean.shape) == (1, first_running_mean[-1])  # top of the hierarchy is 2-D

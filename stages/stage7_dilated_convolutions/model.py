@@ -1,0 +1,74 @@
+"""Stage 7: the hierarchy of stage 6 as dilated causal convolutions, run at every position of a name.
+
+Stage 6 fuses a window of 8 characters pair by pair: (B, 8, C) -> (B, 4, H) -> (B, 2, H) -> (B, H).
+Here each fusion is a causal convolution of kernel 2 with dilation 1, 2, 4, over the whole name:
+(B, 8 + L, C) -> (B, 7 + L, H) -> (B, 5 + L, H) -> (B, 1 + L, H) -> (B, 1 + L, 27), one prediction
+per position. Same weights, same function of each window; a value two windows share is computed
+once, and one step learns from every position of 16 names at once.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from makemore_wavenet.shared.config import ModelConfig, TrainConfig
+from makemore_wavenet.shared.layers import BatchNorm1d, CausalConv1d, Embedding, Linear, Sequential, Tanh
+
+CONFIG = ModelConfig(block_size=8, n_embd=24, n_hidden=128, bn_reduce_time=True, whole_names=True)
+# a batch is 16 names, about 114 predictions; 40,000 steps see 4.6 million, stage 6 sees 6.4
+# (more steps, or more names a batch, fit train better and val worse: LESSON.md)
+RECIPE = TrainConfig(steps=40_000, batch_size=16, lr=0.1, lr_final=0.01, decay_at=0.75)
+LECTURE = {"params": 76_579, "train": 1.769, "val": 1.993}  # stage 6's numbers: the bar to meet
+
+
+class CausalWaveNet(Sequential):
+    """The layers in order, as a Sequential, with one addition: each BatchNorm's batch statistics
+    count only the positions that hold a real window, not the padding after a name's end (a batch
+    pads its names to the longest). Input position p ends a real window if it is one of the first
+    block_size '.'s or holds a letter; after convolutions of dilations summing to s, output i ends
+    at input position i + s."""
+
+    def __init__(self, layers: list, block_size: int):
+        super().__init__(layers)
+        self.block_size = block_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, block_size + L) -> (B, 1 + L, vocab_size)
+        real = x != 0
+        real[:, :self.block_size] = True  # the leading '.'s start every name's first windows
+        seen = 0  # dilations so far: how far right of its output index an output's window ends
+        for layer in self.layers:
+            seen += getattr(layer, "dilation", 0)
+            x = layer(x, mask=real[:, seen:]) if isinstance(layer, BatchNorm1d) else layer(x)
+        return x
+
+
+def build_model(config: ModelConfig = CONFIG, device=None, dtype=None) -> Sequential:
+    c, kw = config, dict(device=device, dtype=dtype)
+    levels = (c.block_size - 1).bit_length()  # a window of 8 -> dilations 1, 2, 4
+    if 2 ** levels != c.block_size:
+        raise ValueError(f"the dilations double, so block_size must be a power of 2, got {c.block_size}")
+
+    def convolve(fan_in: int, dilation: int) -> list:  # (B, T, fan_in) -> (B, T - dilation, n_hidden)
+        return [CausalConv1d(fan_in, c.n_hidden, dilation, bias=False, **kw),
+                BatchNorm1d(c.n_hidden, reduce_time=c.bn_reduce_time, **kw), Tanh()]
+
+    model = CausalWaveNet([
+        Embedding(c.vocab_size, c.n_embd, **kw),  # (B, 8 + L) -> (B, 8 + L, n_embd)
+        *convolve(c.n_embd, 1),  # -> (B, 7 + L, H)
+        *[layer for level in range(1, levels) for layer in convolve(c.n_hidden, 2 ** level)],  # -> (B, 1 + L, H)
+        Linear(c.n_hidden, c.vocab_size, **kw),  # -> (B, 1 + L, vocab_size)
+    ], c.block_size)
+    with torch.no_grad():
+        model.layers[-1].weight *= 0.1  # last layer: make the first predictions less confident
+    return model
+
+
+def load_stage6(model: Sequential, state: dict[str, torch.Tensor]) -> Sequential:
+    """Load a stage-6 model's state (its `state()` or a checkpoint's "state") into a stage-7 model:
+    layer for layer, without stage 6's FlattenConsecutive layers, which hold nothing."""
+    tensors = list(state.values())  # in layer order: Embedding, then (Linear, BatchNorm) x 3, Linear
+    names = list(model.state())
+    if len(tensors) != len(names):
+        raise ValueError(f"a stage-6 state has {len(names)} tensors for this model, got {len(tensors)}")
+    model.load_state(dict(zip(names, tensors)))
+    return model

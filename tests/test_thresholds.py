@@ -1,0 +1,65 @@
+"""The loss thresholds: calibrated over seeds, a 99.9% prediction bound, one file public, one hidden."""
+
+import json
+import statistics
+
+import pytest
+
+from makemore_wavenet.grader.__main__ import EXIT_USAGE, main
+from makemore_wavenet.grader.calibrate import write
+from makemore_wavenet.grader.exercises import STAGES
+from makemore_wavenet.grader.hidden import CALIBRATION_FILE as HIDDEN_FILE
+from makemore_wavenet.grader.thresholds import (CALIBRATION_FILE, schedule_config, student_t, threshold,
+                                                val_threshold)
+
+
+def bound(losses):  # mean + t(0.999, K - 1) * s * sqrt(1 + 1/K); t(0.999, 3) = 10.215
+    return statistics.fmean(losses) + 10.215 * statistics.stdev(losses) * (1 + 1 / len(losses)) ** 0.5
+
+
+def test_a_threshold_is_the_99_9_percent_prediction_bound(tmp_path):
+    val, test = [2.10, 2.11, 2.12, 2.14], [2.0, 2.02, 2.01, 2.03]
+    public, hidden = write({3: {"val": val, "test": test}}, "quick", (1, 2, 3, 4), tmp_path, tmp_path / "public.json")
+    assert threshold(public, "quick", 3) == pytest.approx(bound(val), abs=1e-4)
+    assert threshold(hidden, "quick", 3) == pytest.approx(bound(test), abs=1e-4)
+    assert json.loads(public.read_text())["quick"]["3"]["seeds"] == [1, 2, 3, 4]
+    write({4: {"val": val, "test": test}}, "quick", (1, 2, 3, 4), tmp_path, public)  # merges, keeps stage 3
+    assert set(json.loads(public.read_text())["quick"]) == {"3", "4"}
+
+
+def test_a_missing_calibration_says_how_to_make_it(tmp_path):
+    with pytest.raises(RuntimeError, match="calibrate --schedule full --stage 5"):
+        threshold(tmp_path / "none.json", "full", 5)
+
+
+@pytest.mark.parametrize("path", [CALIBRATION_FILE, HIDDEN_FILE])
+def test_every_graded_stage_is_calibrated_over_eight_seeds(path):
+    table = json.loads(path.read_text())
+    for schedule in ("quick", "full"):
+        assert set(table[schedule]) == {str(s) for s in STAGES}, schedule
+        for stage, entry in table[schedule].items():
+            assert len(entry["losses"]) == len(entry["seeds"]) >= 3
+            assert 42 not in entry["seeds"]  # the grader's own seed does not set its bar
+            assert entry["steps"] == schedule_config(schedule, int(stage)).steps
+            assert entry["mean"] == pytest.approx(statistics.fmean(entry["losses"]), abs=1e-4)
+
+
+def test_student_t_is_conservative_between_tabled_values():
+    assert student_t(7) == 4.785  # 8 seeds
+    assert student_t(12) == student_t(10) > student_t(15)  # 12 is not tabled: 10's larger t
+    assert student_t(100) == 3.090  # the normal's quantile
+    with pytest.raises(ValueError, match="at least 3 seeds"):
+        student_t(1)
+
+
+def test_the_bar_is_above_the_mean_within_a_few_spreads_and_stage_6_stays_below_2():
+    assert val_threshold("full", 6) <= 2.0
+    for schedule in ("quick", "full"):
+        for stage in STAGES:
+            entry = json.loads(CALIBRATION_FILE.read_text())[schedule][str(stage)]
+            assert 0 < val_threshold(schedule, stage) - entry["mean"] <= 5.1 * entry["std"] + 1e-9
+
+
+def test_calibrate_needs_three_seeds_for_a_bound(capsys):
+    assert main(["calibrate", "--seeds", "2"]) == EXIT_USAGE
+    assert "at least 3" in capsys.readouterr().err
