@@ -8,6 +8,7 @@ import nbformat
 from fixtures.lecture_notebook import CELLS, lecture_notebook
 
 from makemore_wavenet.grader.__main__ import main as grader_main
+from makemore_wavenet.grader.exercises import EXERCISES
 from makemore_wavenet.grader.grade import grade
 from makemore_wavenet.grader.notebook import code_cells, defined_names, exercise_targets
 from makemore_wavenet.grader.regions import BEGIN, END
@@ -44,7 +45,8 @@ def test_exercise_targets_name_every_solution():
     assert targets["4.1"] == ("makemore_wavenet.shared.layers", "FlattenConsecutive")
     assert targets["3.1"] == ("makemore_wavenet.shared.data", "build_dataset")
     assert targets["6.1"] == ("makemore_wavenet.stages.stage6_scaled_up.model", "CONFIG")
-    assert len(targets) == 12
+    assert targets["7.1"] == ("makemore_wavenet.shared.layers", "CausalConv1d")
+    assert set(targets) == {ex.id for ex in EXERCISES}
 
 
 def test_edition_ships_the_target_map(tmp_path):
