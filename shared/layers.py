@@ -69,7 +69,9 @@ class Module:
         for name in self.state_names:
             if name in state:
                 old = getattr(self, name)
-                setattr(self, name, state[name].to(old.device, old.dtype).requires_grad_(old.requires_grad))
+                # a copy: two models loaded from one state must not share (and train) one tensor
+                value = state[name].detach().to(old.device, old.dtype, copy=True)
+                setattr(self, name, value.requires_grad_(old.requires_grad))
         for i, child in enumerate(self.children()):
             prefix = f"{i}."
             child._assign({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})

@@ -276,3 +276,10 @@ def test_batchnorm_mask_counts_only_the_picked_positions():
     assert torch.allclose(norm(x, mask=torch.ones(3, 5, dtype=torch.bool)), full(x))  # all picked: no mask
     with pytest.raises(ValueError, match="reduce_time=True"):
         BatchNorm1d(4, reduce_time=False)(x, mask=mask)
+
+
+def test_load_state_copies_so_models_do_not_share_tensors():
+    a, b = Linear(3, 2, dtype=D), Linear(3, 2, dtype=D)
+    b.load_state(a.state())
+    b.weight.add_(1.0)
+    assert not torch.equal(a.weight, b.weight)
