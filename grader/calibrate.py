@@ -3,7 +3,7 @@ stacked model, shared/fast.py) and record every seed's val and test loss.
 
 The val losses go to grader/calibration.json, which the student edition ships; the test losses
 to grader/hidden/calibration.json, which stays behind. grader/thresholds.py turns each into a
-threshold: the mean plus a few spreads, so the bar is the recipe's, not one lucky run's.
+threshold: their 99.9% prediction bound, so the bar is the recipe's, not one lucky run's.
 
     python -m makemore_wavenet.grader calibrate --schedule quick
 """
@@ -39,14 +39,15 @@ def calibrate(schedule: str, seeds=SEEDS, stages=STAGES, names: str | None = Non
     for n in stages:
         stage, config = get_stage(n), schedule_config(schedule, n)
         if on_fast_path(n):  # the seeds at once, as one stacked model
-            runs = run_seeds(stage.build_model, stage.CONFIG, replace(config, path="compiled"), stage_splits(n, names),
-                             list(seeds), name=f"stage {n}", progress=progress, eval_splits=("val", "test"))
+            runs = run_seeds(stage.build_model, stage.CONFIG, replace(config, path="compiled"),
+                             stage_splits(n, names), list(seeds), name=f"stage {n}", progress=progress,
+                             eval_splits=("val", "test"))
             losses[n] = {split: [r.metrics[split] for r in runs] for split in ("val", "test")}
         else:  # one plain run per seed, in parallel processes of one thread each
             jobs = [(n, replace(config, seed=seed, path="plain"), names) for seed in seeds]
             with ProcessPoolExecutor(os.cpu_count() or 1, mp_context=get_context("spawn")) as pool:
-                metrics = list(tqdm(pool.map(_plain_run, jobs), total=len(jobs), desc=f"stage {n}, {len(jobs)} seeds",
-                                    unit="seed", disable=not progress))
+                metrics = list(tqdm(pool.map(_plain_run, jobs), total=len(jobs), unit="seed",
+                                    desc=f"stage {n}, {len(jobs)} seeds", disable=not progress))
             losses[n] = {split: [m[split] for m in metrics] for split in ("val", "test")}
     return losses
 

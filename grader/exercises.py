@@ -26,11 +26,13 @@ EXERCISES = [
              "Look up the context's embeddings in self.C, concatenate them per example, and run the layers. "
              "(B, T) token ids in, (B, vocab_size) logits out."),
     Exercise("1.2", "training step",
-             "One step of minibatch SGD: logits, cross-entropy loss, clear the old gradients, backward, then "
-             "p -= lr * p.grad for every parameter. Return the loss, detached."),
+             "One step of minibatch SGD: logits, the loss (`cross_entropy`, above: it also takes stage 7's "
+             "per-position logits), clear the old gradients, backward, then p -= lr * p.grad for every "
+             "parameter. Return the loss, detached."),
     Exercise("1.3", "evaluation",
-             "The mean cross-entropy of the model over all of (X, Y), without gradients. Set `loss` to a "
-             "Python float. Work through X in batches of batch_size so a big split fits in memory."),
+             "The mean cross-entropy of the model over all of (X, Y), without gradients: sum the loss of each "
+             "batch (`cross_entropy(..., reduction='sum')`), divide by `count`, the number of targets, and set "
+             "`loss` to a Python float. Work through X in batches of batch_size so a big split fits in memory."),
     Exercise("2.1", "Embedding layer", "Return the embedding vector of every token id: (B, T) -> (B, T, C)."),
     Exercise("2.2", "Flatten layer", "Concatenate everything after the batch dim: (B, T, C) -> (B, T * C)."),
     Exercise("2.3", "Sequential container",

@@ -4,7 +4,8 @@ The math is the lecture's: a minibatch drawn with torch.randint, cross-entropy, 
 SGD `p -= lr * p.grad`. The plain path (`sgd_step`, autograd) avoids a Python loop over parameters
 (one foreach update) and reading the loss back every step (a `.item()` is a device sync; losses
 are read once per 1000). TrainConfig.path picks a faster step with the same math instead:
-shared/fast.py's hand-written backward, or that step compiled.
+shared/fast.py's hand-written backward, or that step compiled. `run_seeds` trains K seeds of a
+model at once, as one batched model on the fast path.
 """
 
 from __future__ import annotations
