@@ -65,6 +65,9 @@ class FastStep:
                             f"use the plain path (TrainConfig(path=\"plain\"))")
         self.layers = self.stacks[0]
         _check_same_shape(self.stacks)
+        for layers in self.stacks:  # this step computes its own gradients: no autograd graph
+            for p in (p for layer in layers for p in layer.parameters()):
+                p.requires_grad_(False)
         self.weights = [self._stack(i) for i in range(len(self.layers))]  # per layer: name -> (K, ...)
         self.params = [w for group in self.weights for w in group.values()]
         self.norms = [i for i, layer in enumerate(self.layers) if isinstance(layer, BatchNorm1d)]

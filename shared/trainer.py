@@ -59,8 +59,6 @@ def make_step(model: Module, config: TrainConfig, example: Tensor) -> Callable[[
         for p in params:
             p.requires_grad_(True)
         return lambda xb, yb, lr: sgd_step(model, params, xb, yb, lr)
-    for p in model.parameters():  # the fast path computes its own gradients
-        p.requires_grad_(False)
     step = fast.FastStep(model)
     return step if config.path == "fast" else fast.compiled(step, example)
 
@@ -111,8 +109,6 @@ def train_seeds(models: list[Module], generators: list[torch.Generator], X: Tens
     device = model_device(models[0])
     for model in models:
         model.train()
-        for p in model.parameters():
-            p.requires_grad_(False)
     stack = fast.FastStep(models)
     n, b = X.shape[0], config.batch_size
 
