@@ -6,7 +6,7 @@ Only tensors, numbers and strings are stored, so a checkpoint loads with `weight
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
@@ -39,7 +39,8 @@ def save(path: str | Path, model: Module, model_config: ModelConfig, train_confi
 
 
 def load(path: str | Path) -> dict:
-    """The checkpoint as a dict; its configs as ModelConfig and TrainConfig."""
+    """The checkpoint as a dict; its configs as ModelConfig and TrainConfig. A model config with
+    fields of a stage's own (stage 8's WaveNetConfig) stays a dict: `stages.load_model` builds it."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
@@ -47,7 +48,8 @@ def load(path: str | Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         if ckpt.get("format") != FORMAT:
             raise CheckpointError(f"{path} has checkpoint format {ckpt.get('format')}, expected {FORMAT}")
-        ckpt["model_config"] = ModelConfig(**ckpt["model_config"])
+        if set(ckpt["model_config"]) <= {f.name for f in fields(ModelConfig)}:
+            ckpt["model_config"] = ModelConfig(**ckpt["model_config"])
         ckpt["train_config"] = TrainConfig(**ckpt["train_config"])
     except CheckpointError:
         raise

@@ -5,6 +5,7 @@ The defaults are the lecture's recipe; a run is determined by its ModelConfig, T
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .data import VOCAB_SIZE
@@ -25,6 +26,8 @@ class ModelConfig:
 
 
 PATHS = ("plain", "fast", "compiled")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "cosine")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,11 @@ class TrainConfig:
     # how a step is computed, all the same math: "plain" (autograd, the lessons' code), "fast"
     # (a hand-written backward, shared/fast.py) or "compiled" (that step under torch.compile)
     path: str = "plain"
+    # the lecture's plain SGD, or AdamW (torch.optim.AdamW, decoupled weight decay): stage 8 on
+    optimizer: str = "sgd"
+    weight_decay: float = 0.0  # AdamW only
+    # "step": lr, then lr_final after decay_at (the lecture); "cosine": from lr down to lr_final
+    schedule: str = "step"
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -47,6 +55,22 @@ class TrainConfig:
             raise ValueError(f"path must be one of {PATHS}, got {self.path!r}")
         if not 0.0 <= self.decay_at <= 1.0:
             raise ValueError(f"decay_at is a fraction of the steps, between 0 and 1; got {self.decay_at}")
+        if self.optimizer not in OPTIMIZERS or self.schedule not in SCHEDULES:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS} and schedule one of {SCHEDULES}, "
+                             f"got {self.optimizer!r} and {self.schedule!r}")
+        if self.weight_decay and self.optimizer != "adamw":
+            raise ValueError("weight_decay is AdamW's (decoupled from the gradient): set optimizer = \"adamw\"")
+        if self.path != "plain" and self.optimizer != "sgd":
+            raise ValueError(f"the {self.path} path computes plain SGD only; train {self.optimizer} on path \"plain\"")
+
+    def describe(self) -> str:
+        """'200,000 x 32, SGD lr 0.1 -> 0.01 at 150,000' or '60,000 x 16, AdamW lr 0.003 -> 0.0003 cosine, wd 0.1'"""
+        decay = f"at {int(self.decay_at * self.steps):,}" if self.schedule == "step" else "cosine"
+        wd = f", wd {self.weight_decay:g}" if self.weight_decay else ""
+        name = {"sgd": "SGD", "adamw": "AdamW"}[self.optimizer]
+        return f"{self.steps:,} x {self.batch_size}, {name} lr {self.lr:g} -> {self.lr_final:g} {decay}{wd}"
 
     def lr_at(self, step: int) -> float:
+        if self.schedule == "cosine":  # half a cosine from lr at step 0 to lr_final at the end
+            return self.lr_final + (self.lr - self.lr_final) * 0.5 * (1 + math.cos(math.pi * step / self.steps))
         return self.lr if step < int(self.decay_at * self.steps) else self.lr_final

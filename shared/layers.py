@@ -211,6 +211,34 @@ class Tanh(Module):
         return torch.tanh(x)
 
 
+class GatedActivation(Module):
+    """The WaveNet paper's gated unit: (..., 2C) -> (..., C), tanh(filter) * sigmoid(gate), where
+    the first C features are the filter, W_f x, and the last C the gate, W_g x (one matmul made both)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] % 2:
+            raise ValueError(f"GatedActivation splits its input's last dim in two halves, got shape {tuple(x.shape)}")
+        # BEGIN EXERCISE 8.1
+        filter, gate = x.chunk(2, dim=-1)  # (..., C) each
+        return torch.tanh(filter) * torch.sigmoid(gate)  # the gate, in (0, 1), decides how much passes
+        # END EXERCISE 8.1
+
+
+class Dropout(Module):
+    """In training, zero each value with probability p and scale the rest by 1 / (1 - p), so the
+    expected value is unchanged; in eval mode, the identity. The mask is drawn on the input's device."""
+
+    def __init__(self, p: float):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout needs 0 <= p < 1, got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        return x * (torch.rand_like(x) >= self.p) / (1 - self.p)
+
+
 class Embedding(Module):
     """A lookup table: integer tokens (B, T) -> vectors (B, T, C)."""
 

@@ -52,12 +52,30 @@ def sgd_step(model: Module, params: list[Tensor], Xb: Tensor, Yb: Tensor, lr: fl
     # END EXERCISE 1.2
 
 
+def adamw_step(model: Module, optimizer: torch.optim.Optimizer, Xb: Tensor, Yb: Tensor, lr: float) -> Tensor:
+    """One step of AdamW (stage 8's choice): the same loss and backward, torch's update."""
+    loss = cross_entropy(model(Xb), Yb)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.step()
+    return loss.detach()
+
+
 def make_step(model: Module, config: TrainConfig, example: Tensor) -> Callable[[Tensor, Tensor, float], Tensor]:
     """The step function for config.path: `step(xb, yb, lr) -> loss`, updating `model` in place."""
     if config.path == "plain":
         params = model.parameters()
         for p in params:
             p.requires_grad_(True)
+        if config.optimizer == "adamw":
+            # decay the weight matrices and embeddings, not BatchNorm's gains and shifts or biases (as
+            # nanoGPT does); foreach: one fused update for all parameters, like sgd_step's
+            groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+                      {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+            optimizer = torch.optim.AdamW(groups, lr=config.lr, foreach=True)
+            return lambda xb, yb, lr: adamw_step(model, optimizer, xb, yb, lr)
         return lambda xb, yb, lr: sgd_step(model, params, xb, yb, lr)
     step = fast.FastStep(model)
     return step if config.path == "fast" else fast.compiled(step, example)
