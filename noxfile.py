@@ -53,11 +53,21 @@ def train(session: nox.Session) -> None:
 
 @nox.session(**VENV)
 def reproduce(session: nox.Session) -> None:
-    """Train all six stages with the full recipe on the compiled path, one process per core;
-    print the wall time and write docs/results.md (pass `--path plain` for the reference path)."""
+    """Train every stage with its full recipe on the compiled path where it can (the plain path
+    otherwise), one process per core; print the wall time and write docs/results.md."""
     install(session)
     session.run("makemore", "reproduce", "--path", "compiled", "--out", "docs/results.md", *session.posargs,
                 env=names_env())
+
+
+@nox.session(**VENV)
+def challenge(session: nox.Session) -> None:
+    """Train challenge entries (stage 8) under seeds 1-3, two processes at once, and tabulate them:
+    `nox -s challenge -- entry ablations/no_gates` (default: the stage's own entry; see
+    `makemore challenge --help`)."""
+    install(session)
+    entries = session.posargs or ["entry"]
+    session.run("makemore", "challenge", *entries, "--seeds", "1", "2", "3", "--jobs", "2", env=names_env())
 
 
 @nox.session(**VENV)

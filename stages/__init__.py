@@ -1,4 +1,4 @@
-"""The six stages of the lecture and the first beyond it, one package each, all with the same face.
+"""The six stages of the lecture and two beyond it, one package each, all with the same face.
 
 A stage package has `CONFIG` (a ModelConfig), `build_model(config, device, dtype)`, `LECTURE`
 (the lecture's parameter count and losses), optionally `RECIPE` (its TrainConfig, when it is not
@@ -30,6 +30,7 @@ STAGES: dict[int, str] = {
     5: "stage5_batchnorm_fix",
     6: "stage6_scaled_up",
     7: "stage7_dilated_convolutions",
+    8: "stage8_challenge",
 }
 RUNS_DIR = Path("runs")
 
@@ -91,6 +92,9 @@ def load_model(path: str | Path, device: str = "auto") -> tuple[Module, dict]:
     ckpt = checkpoint.load(path)
     if ckpt.get("stage") not in STAGES:
         raise checkpoint.CheckpointError(f"{path} names no known stage (stage={ckpt.get('stage')!r})")
-    model = get_stage(ckpt["stage"]).build_model(ckpt["model_config"], device=resolve_device(device))
+    stage = get_stage(ckpt["stage"])
+    if isinstance(ckpt["model_config"], dict):  # a stage's own config class
+        ckpt["model_config"] = type(stage.CONFIG)(**ckpt["model_config"])
+    model = stage.build_model(ckpt["model_config"], device=resolve_device(device))
     model.load_state(ckpt["state"])
     return model.eval(), ckpt

@@ -3,6 +3,7 @@
     makemore train 4 --steps 20000 --device cuda
     makemore evaluate 6
     makemore sample 6 -n 20
+    makemore challenge entry stage7 --seeds 1 2 3
 
 (`python -m makemore_wavenet.stages ...` is the same command.)
 """
@@ -14,7 +15,9 @@ from argparse import SUPPRESS
 import os
 import sys
 from dataclasses import fields, replace
+from pathlib import Path
 
+import torch
 from tabulate import tabulate
 
 from makemore_wavenet.shared.checkpoint import CheckpointError
@@ -84,6 +87,25 @@ def cmd_reproduce(args) -> None:
         print(f"table written to {write_results(args.out, results_markdown(rows, wall, jobs))}")
 
 
+def cmd_challenge(args) -> None:
+    from .stage8_challenge import entry_path
+    from .stage8_challenge.challenge import challenge_table, run_entries, summarize
+
+    paths = [entry_path(name) for name in args.entries]
+    rows, wall = run_entries(paths, args.seeds, jobs=args.jobs or 1, names=args.names, runs_dir=args.runs)
+    summary = summarize(rows)
+    print(challenge_table(summary, tablefmt="simple"))
+    print(f"wall time: {wall:.1f} s for {len(rows)} runs on {args.jobs or 1} processes")
+    if args.out:
+        text = "\n".join(["# Stage 8: challenge entries", "", f"torch {torch.__version__}; `minutes` is one "
+                          f"run's training time; {len(rows)} runs took {wall / 60:.0f} minutes of wall time on "
+                          f"{args.jobs or 1} processes.", "", challenge_table(summary), ""])
+        path = Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"table written to {path}")
+
+
 def _check_stage(ckpt: dict, stage: int) -> None:
     if ckpt["stage"] != stage:
         raise CheckpointError(f"that checkpoint is of stage {ckpt['stage']}, not stage {stage}")
@@ -112,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
             "given replaces one part of the recipe (in brackets: the lecture's)")
     recipe_part = dict(default=SUPPRESS)  # absent unless given: the stage's recipe decides
     p.add_argument("--steps", type=int, help=f"training steps [{DEFAULTS.steps}]", **recipe_part)
-    p.add_argument("--batch-size", type=int, help=f"examples (stage 7: names) per step [{DEFAULTS.batch_size}]",
+    p.add_argument("--batch-size", type=int, help=f"examples (names, from stage 7 on) per step [{DEFAULTS.batch_size}]",
                    **recipe_part)
     p.add_argument("--lr", type=float, help=f"learning rate before the decay [{DEFAULTS.lr}]", **recipe_part)
     p.add_argument("--lr-final", type=float, help=f"learning rate after the decay [{DEFAULTS.lr_final}]",
@@ -141,6 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default=str(RUNS_DIR), help="where checkpoints go (RUNS/stageN/)")
     p.add_argument("--out", help="write the table as Markdown to this file")
 
+    p = add("challenge", cmd_challenge, "train challenge entries (stage 8) under several seeds and tabulate "
+            "them: mean val loss and its spread", stage=False)
+    p.add_argument("entries", nargs="+", metavar="ENTRY", help="an entry file (.toml), or the name of one of the "
+                   "course's: entry (the stage's own), or one in stages/stage8_challenge/entries/")
+    p.add_argument("--seeds", type=int, nargs="+", default=[42], help="seeds to train each entry with")
+    p.add_argument("--jobs", type=int, default=1, help="parallel processes of one thread each")
+    p.add_argument("--names", help="names file (default: $MAKEMORE_NAMES, else data/names.txt)")
+    p.add_argument("--runs", default=str(RUNS_DIR), help="where checkpoints go (RUNS/challenge/ENTRY/seedS/)")
+    p.add_argument("--out", help="write the table as Markdown to this file")
+
     for name, func, help in [("evaluate", cmd_evaluate, "loss of a trained stage on the splits"),
                              ("sample", cmd_sample, "generate names from a trained stage")]:
         p = add(name, func, help)
@@ -160,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, CheckpointError, ValueError) as err:
+    except (DataError, CheckpointError, ValueError) as err:  # an EntryError is a ValueError
         hint = ""
         if isinstance(err, CheckpointError) and "no checkpoint" in str(err):
             hint = f"\nTrain it first: makemore train {args.stage}"

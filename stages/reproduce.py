@@ -8,27 +8,25 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
-from multiprocessing import get_context
 from pathlib import Path
 
 import torch
 from tabulate import tabulate
-from tqdm.auto import tqdm
 
 from makemore_wavenet.shared.config import TrainConfig
 from makemore_wavenet.shared.layers import BatchNorm1d
 
 from . import STAGES, count_parameters, get_stage, on_fast_path, recipe, title, train_stage
+from .parallel import in_processes
 
 
 def stage_config(number: int, given: dict, jobs: int) -> TrainConfig:
     """The stage's recipe with `given` (steps, device, path) in place; a stage the fast path cannot
     train stays on the plain path; several processes on "auto" train on the CPU."""
+    if given.get("path", "plain") != "plain" and not on_fast_path(number):
+        given = {**given, "path": "plain"}
     config = replace(recipe(number), **given)
-    if config.path != "plain" and not on_fast_path(number):
-        config = replace(config, path="plain")
     return replace(config, device="cpu") if config.device == "auto" and jobs > 1 else config
 
 
@@ -47,15 +45,10 @@ def reproduce(stages=tuple(STAGES), given: dict | None = None, jobs: int | None 
     jobs = jobs or os.cpu_count() or 1
     order = sorted(stages, key=lambda n: -count_parameters(get_stage(n).build_model(get_stage(n).CONFIG,
                                                                                      device="meta")))
-    start, rows = time.perf_counter(), []
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_train_one, n, stage_config(n, given or {}, jobs), names, runs_dir) for n in order]
-        with tqdm(total=len(futures), desc=f"{len(order)} stages on {jobs} processes", unit="stage") as bar:
-            for future in as_completed(futures):
-                row = future.result()
-                rows.append(row)
-                bar.set_postfix(done=f"stage {row['stage']} val {row['val']:.4f}")
-                bar.update()
+    start = time.perf_counter()
+    rows = in_processes(_train_one, [(n, stage_config(n, given or {}, jobs), names, runs_dir) for n in order], jobs,
+                        f"{len(order)} stages on {jobs} processes", "stage",
+                        done=lambda row: f"stage {row['stage']} val {row['val']:.4f}")
     return sorted(rows, key=lambda r: r["stage"]), time.perf_counter() - start
 
 
@@ -73,24 +66,23 @@ def results_table(rows: list[dict], tablefmt: str = "github") -> str:
 
 
 def recipe_text(c: TrainConfig) -> str:
-    """'200,000 x 32, lr 0.1 -> 0.01 at 150,000, seed 42, compiled'"""
-    return (f"{c.steps:,} x {c.batch_size}, lr {c.lr} -> {c.lr_final} at {int(c.decay_at * c.steps):,}, "
-            f"seed {c.seed}, {c.path}")
+    """'200,000 x 32, SGD lr 0.1 -> 0.01 at 150,000, seed 42, compiled'"""
+    return f"{c.describe()}, seed {c.seed}, {c.path}"
 
 
 def results_markdown(rows: list[dict], wall: float, jobs: int) -> str:
     return "\n".join([
         "# Reproduction of the lecture's table",
         "",
-        "Each stage's recipe: steps x batch size (examples; names for stage 7), plain SGD with a step "
-        f"decay of the learning rate, the seed, the path. torch {torch.__version__}, {jobs} processes of "
+        "Each stage's recipe: steps x batch size (examples; names from stage 7 on), the optimizer and its "
+        f"learning-rate schedule, the seed, the path. torch {torch.__version__}, {jobs} processes of "
         f"one thread each. `seconds` is one stage's training time; all stages took {wall:.0f} s of wall time.",
         "",
         results_table(rows),
         "",
         "Made by `nox -s reproduce`. `BatchNorm running mean` is the shape of the first BatchNorm's running "
         "mean after training: per position in stage 4 (the lecture's bug), shared across positions from "
-        "stage 5 on. Stage 7 goes beyond the lecture: its lecture columns are stage 6's, the bar it must meet.",
+        "stage 5 on. Stages 7 and 8 go beyond the lecture: their lecture columns are stage 6's, the bar to meet.",
         "",
     ])
 

@@ -25,7 +25,7 @@ FAST = [n for n in STAGES if on_fast_path(n)]
 
 
 def test_the_fast_path_trains_the_lectures_stages():
-    assert FAST == [1, 2, 3, 4, 5, 6]  # stage 7's convolutions train on the plain path
+    assert FAST == [1, 2, 3, 4, 5, 6]  # stages 7 and 8 (convolutions) train on the plain path
 
 
 @pytest.mark.parametrize("n", FAST)

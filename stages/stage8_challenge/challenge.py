@@ -1,0 +1,80 @@
+"""The challenge's runs: train entries under several seeds, in parallel processes, and tabulate them.
+
+    makemore challenge entry stage7 no_gates --seeds 1 2 3 --out docs/challenge.md
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from tabulate import tabulate
+
+from makemore_wavenet.shared.data import load_splits
+from makemore_wavenet.shared.trainer import run
+
+from ..parallel import in_processes
+from .entry import load_entry
+from .model import build_model
+
+
+def run_entry(path: str | Path, seed: int, names=None, runs_dir: str | Path | None = "runs",
+              threads: int | None = None) -> dict:
+    """Train one entry with one seed; its metrics, time and settings. The checkpoint goes to
+    RUNS/challenge/<entry>/seed<seed>/."""
+    if threads:
+        torch.set_num_threads(threads)
+    path = Path(path)
+    config, recipe = load_entry(path)
+    recipe = replace(recipe, seed=seed)
+    splits = load_splits(config.block_size, path=names, whole_names=True)
+    out = None if runs_dir is None else Path(runs_dir) / "challenge" / path.stem / f"seed{seed}"
+    result = run(build_model, config, recipe, splits, out_dir=out, name=f"{path.stem} seed {seed}",
+                 progress=False, stage=8, entry=path.read_text(encoding="utf-8"))
+    return {"entry": path.stem, "seed": seed, "config": config, "recipe": recipe, "seconds": result.seconds,
+            "params": sum(p.numel() for p in result.model.parameters()), **result.metrics}
+
+
+def run_entries(paths: list[Path], seeds: list[int], jobs: int = 1, names=None,
+                runs_dir: str | Path | None = "runs") -> tuple[list[dict], float]:
+    """Every entry under every seed, `jobs` processes at once (one thread each when there are
+    several: these models are small); returns one row per run and the wall time."""
+    for path in paths:
+        load_entry(path)  # a broken entry fails here, before any training
+    start = time.perf_counter()
+    rows = in_processes(run_entry, [(p, s, names, runs_dir, 1 if jobs > 1 else None) for p in paths for s in seeds],
+                        jobs, f"{len(paths)} entries x {len(seeds)} seeds", "run",
+                        done=lambda row: f"{row['entry']} seed {row['seed']} val {row['val']:.4f}")
+    order = {p.stem: i for i, p in enumerate(paths)}
+    return sorted(rows, key=lambda r: (order[r["entry"]], r["seed"])), time.perf_counter() - start
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """One row per entry: the mean (and spread) of its seeds."""
+    entries: dict[str, list[dict]] = {}
+    for row in rows:
+        entries.setdefault(row["entry"], []).append(row)
+    summary = []
+    for name, runs in entries.items():
+        val = [r["val"] for r in runs]
+        summary.append({"entry": name, "config": runs[0]["config"], "recipe": runs[0]["recipe"],
+                        "params": runs[0]["params"], "seeds": len(runs),
+                        "train": statistics.mean(r["train"] for r in runs), "val": statistics.mean(val),
+                        "val_std": statistics.stdev(val) if len(val) > 1 else 0.0,
+                        "test": statistics.mean(r["test"] for r in runs),
+                        "minutes": statistics.mean(r["seconds"] for r in runs) / 60})
+    return summary
+
+
+def challenge_table(summary: list[dict], tablefmt: str = "github") -> str:
+    yes = {True: "yes", False: "-"}
+    rows = [[s["entry"], yes[s["config"].gated], yes[s["config"].residual], yes[s["config"].skip],
+             s["config"].n_hidden, s["config"].block_size, s["config"].dropout or "-", s["recipe"].describe(),
+             f"{s['params']:,}", f"{s['train']:.4f}", f"{s['val']:.4f} ± {s['val_std']:.4f}", s["seeds"],
+             f"{s['test']:.4f}", f"{s['minutes']:.1f}"] for s in summary]
+    headers = ["entry", "gates", "residual", "skip", "width", "context", "dropout", "recipe", "params",
+               "train", "val (mean ± std)", "seeds", "test", "minutes"]
+    return tabulate(rows, headers, tablefmt=tablefmt, disable_numparse=True)
