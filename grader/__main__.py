@@ -3,6 +3,7 @@
     python -m makemore_wavenet.grader grade [PATH]       grade a checkout or student edition
     python -m makemore_wavenet.grader grade-all FOLDER   grade a class into the gradebook
     python -m makemore_wavenet.grader leaderboard        per-stage public and private boards
+    python -m makemore_wavenet.grader grade --schedule challenge   train and grade your stage-8 entry
     python -m makemore_wavenet.grader release [--out D]  write the student edition
     python -m makemore_wavenet.grader calibrate          thresholds from the master over 8 seeds
 
@@ -26,6 +27,8 @@ from .notebook import NotebookError
 from .sandbox import Limits
 
 EXIT_PASS, EXIT_NOT_PASSED, EXIT_USAGE, EXIT_GRADER = 0, 1, 2, 3
+SCHEDULES = ["quick", "full", "challenge"]
+CHALLENGE_SECONDS = 25 * 60  # the challenge's 20 minutes of training, and room to load and evaluate
 
 
 def cmd_grade(args) -> int:
@@ -105,8 +108,10 @@ def cmd_calibrate(args) -> int:
     seeds = tuple(range(1, args.seeds + 1))
     losses = calibrate(args.schedule, seeds, tuple(args.stage), names=args.names)
     rows = [[n, f"{statistics.fmean(v['val']):.4f}", f"{statistics.stdev(v['val']):.4f}",
-             f"{statistics.fmean(v['test']):.4f}", f"{statistics.stdev(v['test']):.4f}"] for n, v in losses.items()]
-    print(tabulate(rows, ["stage", "val mean", "val std", "test mean", "test std"], disable_numparse=True))
+             f"{statistics.fmean(v['test']):.4f}", f"{statistics.stdev(v['test']):.4f}",
+             f"{max(v['seconds']) / 60:.1f}"] for n, v in losses.items()]
+    print(tabulate(rows, ["stage", "val mean", "val std", "test mean", "test std", "longest run, minutes"],
+                   disable_numparse=True))
     for path in write(losses, args.schedule, seeds, Path(hidden.__file__).parent):
         print(f"wrote {path}")
     return EXIT_PASS
@@ -115,22 +120,25 @@ def cmd_calibrate(args) -> int:
 def add_grading_options(p: argparse.ArgumentParser, tier: str, schedule: str) -> None:
     p.add_argument("--tier", choices=["public", "hidden"], default=tier,
                    help="public: the checks students run; hidden: public plus the instructor's hidden checks")
-    p.add_argument("--schedule", choices=["quick", "full"], default=schedule,
-                   help="loss checks: quick (5,000 steps, its own thresholds) or the full 200,000-step recipe")
+    p.add_argument("--schedule", choices=SCHEDULES, default=schedule,
+                   help="loss checks: quick (1/40 of each stage's recipe, its own thresholds), full (the recipe), "
+                   "or challenge (stage 8 only: the submission's own entry.toml, which must beat the lecture's "
+                   f"model within {CHALLENGE_SECONDS // 60} minutes)")
     p.add_argument("--stage", type=int, nargs="+", choices=STAGES, default=list(STAGES),
                    metavar="N", help="grade only these stages")
     p.add_argument("--retrain", action="store_true", help="train even where a valid checkpoint exists")
     p.add_argument("--names", help="names file for training and val (default: $MAKEMORE_NAMES or data/names.txt)")
     p.add_argument("--test-names", help="hidden tier: a private names file whose every name is a test example")
-    p.add_argument("--timeout", type=float, default=Limits.seconds, help="seconds allowed per check")
+    p.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help=f"seconds allowed per check "
+                   f"(default: {Limits.seconds:g}; {CHALLENGE_SECONDS} on the challenge schedule)")
     p.add_argument("--memory", type=int, default=Limits.memory_mb, help="memory limit of each sandbox, MB")
 
 
 def grading_options(args) -> dict:
     """grade()'s keyword arguments from the options add_grading_options defines."""
+    timeout = getattr(args, "timeout", CHALLENGE_SECONDS if args.schedule == "challenge" else Limits.seconds)
     return dict(tier=args.tier, schedule=args.schedule, stages=tuple(args.stage), retrain=args.retrain,
-                names=args.names, test_names=args.test_names,
-                limits=Limits(seconds=args.timeout, memory_mb=args.memory))
+                names=args.names, test_names=args.test_names, limits=Limits(seconds=timeout, memory_mb=args.memory))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "tier); each student's newest report counts; students appear under pseudonyms.")
     p.add_argument("--gradebook", default="gradebook.db", help="the SQLite gradebook")
     p.add_argument("--format", choices=["terminal", "markdown", "csv"], default="terminal")
-    p.add_argument("--schedule", choices=["quick", "full"], help="only reports graded with this schedule")
+    p.add_argument("--schedule", choices=SCHEDULES, help="only reports graded with this schedule (challenge: "
+                   "the stage-8 challenge's boards)")
     p.add_argument("--cohort", help="only this cohort")
     p.add_argument("--stage", type=int, nargs="+", choices=STAGES, default=list(STAGES), metavar="N")
     p.set_defaults(func=cmd_leaderboard)

@@ -81,6 +81,16 @@ def exercise_checks(tier: str, seed: int, sizes: dict) -> list[Check]:
          "pair each position with the one before: torch.cat([x[:, :-1], x[:, 1:]], dim=-1), then @ weight"),
         ("7.1", f"({B}, {T}, {C}) with dilation {n}", Call("causal_conv", {"x": randn(B, T, C), "fan_out": H, "dilation": n, "seed": seed_model}),
          "the earlier position is `dilation` steps back: x[:, :-d] beside x[:, d:]; T - d outputs"),
+        ("8.1", f"({B}, {T}, {2 * C}) -> ({B}, {T}, {C})", Call("gated_activation", {"x": randn(B, T, 2 * C) * 2}),
+         "the first half of the last dim is the filter, the second the gate: x.chunk(2, dim=-1)"),
+        ("8.2", f"a gated block with residual and skip, ({B}, {T}, {H}), dilation {n}, train mode",
+         Call("wavenet_block", {"x": randn(B, T, H), "real": torch.rand(B, T - n, generator=g) < 0.8, "n_hidden": H, "dilation": n,
+                                "gated": True, "residual": True, "skip": True, "training": True, "seed": seed_model}),
+         "z = act(norm(conv(x), mask=mask)); output x[:, dilation:] + residual(z); skip output skip(z)"),
+        ("8.2", f"a tanh block, no residual or skip, ({B}, {T}, {E}) to width {H}, eval mode",
+         Call("wavenet_block", {"x": randn(B, T, E), "real": torch.ones(B, T - 1, dtype=torch.bool), "n_hidden": H, "dilation": 1,
+                                "gated": False, "residual": False, "skip": False, "training": False, "seed": seed_model}),
+         "without a residual the output is z itself, and the skip output is None"),
     ]
     if tier == "public":  # no random inputs here: the hidden tier would only repeat them
         checks += [(f"stage {s}", "configuration and parameter count", Call("stage_config", {"stage": s}),
@@ -91,7 +101,7 @@ def exercise_checks(tier: str, seed: int, sizes: dict) -> list[Check]:
                     "stage 6's sizes on whole names: three CausalConv1d of dilations 1, 2, 4")]
         checks += [(f"stage {s}" if s != 6 else "6.1", "initial weight scale", Call("init_scales", {"stage": s, "seed": 42}),
                     "each Linear's weight is randn(fan_in, fan_out) / sqrt(fan_in), so std(W) * sqrt(fan_in) "
-                    "is about 1; the last layer's weight is then scaled by 0.1") for s in range(1, 8)]
+                    "is about 1; the last layer's weight is then scaled by 0.1") for s in range(1, 9)]
     return [Check(ex, name, call, tier, hint) for ex, name, call, hint in checks]
 
 

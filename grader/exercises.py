@@ -58,6 +58,15 @@ EXERCISES = [
     Exercise("7.1", "CausalConv1d",
              "At every position t, concatenate x[t - dilation] and x[t] (earlier first) and multiply by the "
              "weight: (B, T, C) -> (B, T - dilation, fan_out). One matmul for all positions; no padding."),
+    Exercise("8.1", "GatedActivation",
+             "Split the last dim in two halves, the filter and the gate, and return tanh(filter) * "
+             "sigmoid(gate): (..., 2C) -> (..., C)."),
+    Exercise("8.2", "the WaveNet block",
+             "conv, then norm (with the mask), then act (then dropout, if there is one) give z. The block's "
+             "output is z, or with a residual the input from position `dilation` on plus residual(z); the skip "
+             "output is skip(z), or None. Return (output, skip)."),
 ]
 BY_ID = {ex.id: ex for ex in EXERCISES}
 STAGES = tuple(sorted({ex.stage for ex in EXERCISES}))  # the stages the grader grades
+CHALLENGE_STAGE = 8  # the challenge schedule grades this stage only, trained with the submission's own entry:
+CHALLENGE_ENTRY = "challenge.toml"  # this file, at the top of the submission (the student edition has one)

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from makemore_wavenet.shared import checkpoint as ckpt_io
+from makemore_wavenet.shared.config import TrainConfig
 from makemore_wavenet.shared.data import build_dataset, build_names, load_splits, load_words, names_path
 from makemore_wavenet.shared.trainer import cross_entropy
 from makemore_wavenet.stages import get_stage
+from makemore_wavenet.stages.stage8_challenge.entry import EntryError, load_entry
 
 from . import notebook, probes
 from .checks import PUBLIC_SEED, PUBLIC_SIZES, Check, compare, exercise_checks
-from .exercises import STAGES
+from .exercises import CHALLENGE_ENTRY, CHALLENGE_STAGE, STAGES
 from .report import CheckResult, Report
 from .sandbox import Call, Limits, run_calls
 from .thresholds import schedule_config, val_threshold
@@ -71,8 +73,11 @@ def reference_values(checks: list[Check]) -> dict:
 def grade(submission: str | Path, tier: str = "public", schedule: str = "quick", stages=STAGES,
           retrain: bool = False, losses: bool = True, names: str | Path | None = None,
           test_names: str | Path | None = None, limits: Limits = Limits(), references: dict | None = None) -> Report:
-    """Grade a checkout, a student edition, or a notebook (.ipynb)."""
+    """Grade a checkout, a student edition, or a notebook (.ipynb). The challenge schedule grades
+    stage 8 alone, trained with the submission's own challenge.toml."""
     submission = Path(submission).resolve()
+    if schedule == "challenge":
+        stages = (CHALLENGE_STAGE,)
     start = time.perf_counter()
     files = None
     if submission.suffix == ".ipynb":
@@ -81,11 +86,16 @@ def grade(submission: str | Path, tier: str = "public", schedule: str = "quick",
     else:
         checks = checks_for(tier, stages)
     references = references if references is not None else reference_values(checks)
-    loss_calls, loss_jobs = _loss_calls(submission, tier, schedule, stages if losses else (), retrain, names,
-                                        test_names)
+    try:
+        loss_calls, loss_jobs = _loss_calls(submission, tier, schedule, stages if losses else (), retrain, names,
+                                            test_names)
+        entry_problem = []
+    except EntryError as err:  # the challenge's entry.toml: say what is wrong with it, keep the other checks
+        loss_calls, loss_jobs = [], []
+        entry_problem = [CheckResult(f"stage {CHALLENGE_STAGE}", "the challenge entry", "public", "error", str(err))]
     outcomes, log = run_calls(submission, [c.call for c in checks] + loss_calls, limits, files=files)
     results = [_judge(check, references[check_key(check)], outcome)
-               for check, outcome in zip(checks, outcomes)]
+               for check, outcome in zip(checks, outcomes)] + entry_problem
     if submission.suffix == ".ipynb" and (problems := notebook.program(submission)[1]):
         results.append(CheckResult("notebook", "every code cell parses", "public", "error", "; ".join(problems)))
     for job, outcome in zip(loss_jobs, outcomes[len(checks):]):
@@ -128,11 +138,12 @@ def _loss_calls(submission: Path, tier: str, schedule: str, stages, retrain: boo
     lecture-style notebook's own model, of the notebook's block_size."""
     calls, jobs = [], []
     for stage in stages:
-        config = schedule_config(schedule, stage or 1)  # a lecture notebook trains with the lecture's recipe
-        if stage is None:
+        if stage is None:  # a lecture notebook trains with the lecture's recipe
+            model_config, config = None, schedule_config(schedule, 1)
             block_size, whole_names = notebook.literal(submission, "block_size") or 3, False
         else:
-            block_size, whole_names = get_stage(stage).CONFIG.block_size, get_stage(stage).CONFIG.whole_names
+            model_config, config = stage_plan(submission, schedule, stage)
+            block_size, whole_names = model_config.block_size, model_config.whole_names
         splits = _splits(block_size, str(Path(names) if names else names_path()), whole_names)
         targets = {"val": splits["val"]}
         if tier == "hidden":
@@ -144,12 +155,30 @@ def _loss_calls(submission: Path, tier: str, schedule: str, stages, retrain: boo
             calls.append(Call("notebook_logits", common))
             source = f"the notebook's own model, trained with the grader's schedule ({config.steps:,} steps)"
         else:
-            ckpt = "" if retrain or submission.suffix == ".ipynb" else _valid_checkpoint(submission, stage, config)
-            calls.append(Call("stage_logits", {"stage": stage, "checkpoint": ckpt, **common}))
-            source = ("from the submission's checkpoint" if ckpt
-                      else f"trained with the grader's schedule ({config.steps:,} steps)")
+            # the challenge always trains: its time limit is part of the rules, and no checkpoint can prove it
+            fresh = retrain or submission.suffix == ".ipynb" or schedule == "challenge"
+            ckpt = "" if fresh else _valid_checkpoint(submission, stage, config, model_config)
+            calls.append(Call("stage_logits", {"stage": stage, "checkpoint": ckpt, "model_config": asdict(model_config),
+                                               **common}))
+            trained = (f"trained with its {CHALLENGE_ENTRY} ({config.steps:,} steps, the grader's seed)"
+                       if schedule == "challenge" else f"trained with the grader's schedule ({config.steps:,} steps)")
+            source = "from the submission's checkpoint" if ckpt else trained
         jobs.append({"stage": stage, "targets": {k: y for k, (_, y) in targets.items()}, "source": source})
     return calls, jobs
+
+
+def stage_plan(submission: Path, schedule: str, stage: int):
+    """The model config and recipe the grader trains a stage with: the master's, on the quick or
+    full schedule; on the challenge schedule (stage 8), the submission's own entry, under the
+    grader's seed. An entry is data (TOML), so the parent reads it without running its code."""
+    if schedule != "challenge":
+        return get_stage(stage).CONFIG, schedule_config(schedule, stage)
+    path = submission / CHALLENGE_ENTRY
+    if not path.is_file():
+        raise EntryError(f"{submission} has no {CHALLENGE_ENTRY}: the challenge trains the submission's own entry. "
+                         f"Start from a copy of one of stages/stage8_challenge/entries/*.toml")
+    model_config, recipe = load_entry(path)
+    return model_config, replace(recipe, seed=TrainConfig().seed, device="cpu", path="plain")
 
 
 @functools.lru_cache(maxsize=4)
@@ -158,15 +187,17 @@ def _splits(block_size: int, names: str, whole_names: bool) -> dict:
     return load_splits(block_size, path=names, whole_names=whole_names)
 
 
-def _valid_checkpoint(submission: Path, stage: int, config) -> str:
-    """The student's checkpoint for `stage` if it was trained with this schedule, else ''."""
+def _valid_checkpoint(submission: Path, stage: int, config, model_config) -> str:
+    """The student's checkpoint for `stage` if it was trained with this schedule and model, else ''."""
     path = submission / "runs" / f"stage{stage}" / "checkpoint.pt"
     try:
         ckpt = ckpt_io.load(path)
     except ckpt_io.CheckpointError:
         return ""
     recipe = lambda c: {k: v for k, v in asdict(c).items() if k not in ("device", "path")}  # noqa: E731
-    same = recipe(ckpt["train_config"]) == recipe(config)
+    saved = ckpt["model_config"]
+    same_model = (saved if isinstance(saved, dict) else asdict(saved)) == asdict(model_config)
+    same = recipe(ckpt["train_config"]) == recipe(config) and same_model
     return str(path) if ckpt.get("stage") == stage and same else ""
 
 

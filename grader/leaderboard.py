@@ -1,5 +1,6 @@
 """Leaderboards, Kaggle-style: per stage, a public board ranked by val loss and a private board
-ranked by test loss (from hidden-tier grading), students under pseudonyms."""
+ranked by test loss (from hidden-tier grading), students under pseudonyms. The challenge's boards
+are stage 8's from reports graded on the challenge schedule: each student's own entry."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import io
 
 from tabulate import tabulate
 
-from .exercises import STAGES
+from .exercises import CHALLENGE_STAGE, STAGES
 from .gradebook import Gradebook
 
 BOARDS = (("public", "val"), ("private", "test"))
@@ -18,6 +19,8 @@ HEADERS = ["rank", "student", "cohort", "loss"]
 def leaderboards(book: Gradebook, schedule: str | None = None, cohort: str | None = None,
                  stages=STAGES) -> list[dict]:
     """[{stage, board, split, rows: [[rank, pseudonym, cohort, loss], ...]}], best first."""
+    if schedule == "challenge":
+        stages = (CHALLENGE_STAGE,)
     latest = book.latest(schedule=schedule, cohort=cohort)
     who = {r["id"]: r for r in latest}
     boards = []
@@ -27,7 +30,9 @@ def leaderboards(book: Gradebook, schedule: str | None = None, cohort: str | Non
             entries = sorted((loss[split], rid) for rid, loss in losses.items() if split in loss)
             rows = [[rank, book.pseudonym(who[rid]["student"]), who[rid]["cohort"], round(value, 4)]
                     for rank, (value, rid) in enumerate(entries, 1)]
-            boards.append({"stage": stage, "board": board, "split": split, "rows": rows})
+            what = "The challenge" if schedule == "challenge" else f"Stage {stage}"
+            boards.append({"stage": stage, "board": board, "split": split, "rows": rows,
+                           "title": f"{what}, {board} leaderboard ({split} loss)"})
     return boards
 
 
@@ -42,8 +47,7 @@ def render(boards: list[dict], fmt: str = "terminal") -> str:
     tablefmt = {"terminal": "simple", "markdown": "github"}[fmt]
     parts = []
     for b in boards:
-        title = f"Stage {b['stage']}, {b['board']} leaderboard ({b['split']} loss)"
-        parts.append(f"## {title}" if fmt == "markdown" else title)
+        parts.append(f"## {b['title']}" if fmt == "markdown" else b["title"])
         parts.append(tabulate(b["rows"], HEADERS, tablefmt=tablefmt, floatfmt=".4f") if b["rows"]
                      else "(no entries yet)")
         parts.append("")

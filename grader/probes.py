@@ -210,6 +210,26 @@ def causal_conv(x: torch.Tensor, fan_out: int, dilation: int, seed: int) -> dict
         return {"out": layer(x)}
 
 
+def gated_activation(x: torch.Tensor) -> dict:
+    return {"out": _layers().GatedActivation()(x)}
+
+
+def wavenet_block(x: torch.Tensor, real: torch.Tensor, n_hidden: int, dilation: int, gated: bool, residual: bool,
+                  skip: bool, training: bool, seed: int) -> dict:
+    """One stage-8 block on random input, with running statistics of its own in eval mode."""
+    from makemore_wavenet.stages.stage8_challenge.model import Block, WaveNetConfig
+
+    config = WaveNetConfig(n_embd=x.shape[-1], n_hidden=n_hidden, gated=gated, residual=residual, skip=skip)
+    torch.manual_seed(seed)
+    with float64():
+        block = Block(x.shape[-1], config, dilation, residual).train(training)
+        if not training:
+            block.norm.running_mean = torch.randn(block.norm.gamma.shape)
+            block.norm.running_var = torch.rand(block.norm.gamma.shape) + 0.5
+        out, skip_out = block(x, mask=real)
+        return {"out": out, "skip": skip_out} if skip else {"out": out, "skip is None": skip_out is None}
+
+
 def notebook_logits(train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, recipe: dict) -> dict:
     """Train the notebook's own `model` (as the notebook built it) with the grader's schedule."""
     if "model" not in NOTEBOOK:
@@ -222,10 +242,10 @@ def notebook_logits(train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, 
 
 
 def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, recipe: dict,
-                 checkpoint: str = "") -> dict:
-    """Train the stage with the grader's recipe (a TrainConfig's fields), or load the student's
-    checkpoint; then return the logits for each of eval_x: the parent, not the submission, turns
-    them into losses."""
+                 checkpoint: str = "", model_config: dict | None = None) -> dict:
+    """Train the stage with the grader's recipe (a TrainConfig's fields) and model config (the
+    stage's CONFIG's fields; default: the submission's CONFIG), or load the student's checkpoint;
+    then return the logits for each of eval_x: the parent, not the submission, turns them into losses."""
     from makemore_wavenet.stages import get_stage, load_model
 
     if checkpoint:
@@ -233,7 +253,7 @@ def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_
     else:
         s = get_stage(stage)
         torch.manual_seed(recipe["seed"])
-        model = s.build_model(s.CONFIG)
+        model = s.build_model(type(s.CONFIG)(**model_config) if model_config else s.CONFIG)
         _train(model, train_x, train_y, recipe)
     return {"logits": _logits(model, eval_x)}
 

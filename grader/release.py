@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from .exercises import EXERCISES
+from .exercises import CHALLENGE_ENTRY, EXERCISES
 from .notebook import exercise_targets
 from .regions import all_regions, student_text
 
@@ -21,6 +21,11 @@ INCLUDE = ["pyproject.toml", "noxfile.py", ".gitignore", "data/README.md", "shar
 EXCLUDE = {"hidden", "__pycache__"}  # names never copied (grader/hidden holds the hidden checks)
 TRANSFORM = {".py", ".toml"}  # files whose regions and STUDENT lines are rewritten
 STUDENT_README = Path(__file__).parent / "edition" / "README.md"
+CHALLENGE_START = Path("stages") / "stage8_challenge" / "entries" / "stage7.toml"  # a student's first entry
+CHALLENGE_HEADER = """# Your challenge entry (stage 8): change it, train it (`makemore challenge challenge.toml`), and
+# grade it: `python -m makemore_wavenet.grader grade --schedule challenge`. The settings are
+# WaveNetConfig's ([model]) and TrainConfig's ([train]); stages/stage8_challenge/LESSON.md has the rules.
+"""
 
 
 def release(out: Path, root: Path = ROOT) -> Path:
@@ -38,6 +43,8 @@ def release(out: Path, root: Path = ROOT) -> Path:
             else:
                 shutil.copy2(src, dest)
     shutil.copy2(STUDENT_README, out / "README.md")
+    (out / CHALLENGE_ENTRY).write_text(CHALLENGE_HEADER + (root / CHALLENGE_START).read_text(encoding="utf-8"),
+                                       encoding="utf-8")
     (out / "grader" / "edition" / "README.md").unlink()
     targets = out / "grader" / "expected" / "targets.json"
     targets.parent.mkdir(parents=True, exist_ok=True)

@@ -171,3 +171,22 @@ def test_grading_on_a_local_dask_cluster(classroom, tmp_path):
             assert book.count() == 3
             assert book.report(stored[honest[0]]).passed == len(book.report(stored[honest[0]]).results)
             assert book.report(stored["crash-syntax"]).passed == 0
+
+
+def test_the_challenge_has_boards_of_its_own(tmp_path):
+    """Reports graded on the challenge schedule make the challenge's boards, and only them."""
+    from makemore_wavenet.grader.report import CheckResult, Report
+
+    def report(schedule, val):
+        results = [CheckResult("stage 8", f"{split} loss <= 1.99", tier, "pass", value=val)
+                   for split, tier in (("val", "public"), ("test", "hidden"))]
+        return Report("x", "hidden", schedule, results)
+
+    with Gradebook(tmp_path / "book.db") as book:
+        book.add(report("challenge", 1.97), "ada")
+        book.add(report("challenge", 1.95), "bob")
+        book.add(report("full", 1.90), "cy")  # the course's stage 8, not an entry of its own
+        boards = leaderboards(book, schedule="challenge")
+        assert [(b["stage"], b["board"]) for b in boards] == [(8, "public"), (8, "private")]
+        assert [row[1] for row in boards[0]["rows"]] == [book.pseudonym("bob"), book.pseudonym("ada")]
+        assert "The challenge, public leaderboard (val loss)" in render(boards)

@@ -14,6 +14,7 @@ from makemore_wavenet.grader.grade import checks_for, grade, reference_values
 from makemore_wavenet.grader.regions import RegionError, all_regions, find_regions, student_text
 from makemore_wavenet.grader.release import release
 from makemore_wavenet.grader.sandbox import Limits
+from makemore_wavenet.grader.thresholds import val_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,7 +110,7 @@ def test_edition_never_loads_the_test_split(edition):
 
 
 def test_edition_notebooks_are_valid_and_hold_the_exercises(edition):
-    for stage in range(1, 7):
+    for stage in sorted({ex.stage for ex in EXERCISES}):
         nb = nbformat.read(edition / "notebooks" / f"stage{stage}.ipynb", as_version=4)
         nbformat.validate(nb)
         assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# Stage {stage}")
@@ -283,3 +284,42 @@ def test_public_summary_never_says_all_passed_without_public_checks():
     assert "public checks passed" in ok.summary() and "hidden checks were not run" in ok.summary().lower()
     assert "PUBLIC checks only" in ok.table()
     assert "HIDDEN" in Report("x", "hidden", "quick", ok.results).title()
+
+
+def test_edition_starts_the_challenge_from_stage_7(edition):
+    from makemore_wavenet.stages.stage8_challenge import ENTRIES, load_entry
+
+    assert load_entry(edition / "challenge.toml") == load_entry(ENTRIES / "stage7.toml")
+    assert "grade --schedule challenge" in (edition / "challenge.toml").read_text()
+
+
+def test_the_challenge_trains_the_submissions_own_entry(tmp_path):
+    root = copy_master(tmp_path)
+    (root / "challenge.toml").write_text("[model]\nn_embd = 4\nn_hidden = 8\ndilations = [1, 2]\n\n"
+                                         "[train]\nsteps = 30\nbatch_size = 4\nseed = 7\n")
+    report = grade(root, tier="public", schedule="challenge", stages=(8,))
+    [loss] = [r for r in by_exercise(report, "stage 8") if r.check.startswith("val loss")]
+    assert loss.status == "fail" and "challenge.toml (30 steps" in loss.message  # too few to beat the lecture
+    assert loss.check == f"val loss <= {val_threshold('challenge', 8):.4f} (challenge schedule)"
+    assert 2.3 < loss.value < 3.3
+
+
+def test_a_missing_or_broken_challenge_entry_is_an_error_and_the_checks_still_run(tmp_path):
+    root = copy_master(tmp_path)
+    report = grade(root, tier="public", schedule="challenge", stages=(8,))
+    [entry] = [r for r in report.results if r.check == "the challenge entry"]
+    assert entry.status == "error" and "no challenge.toml" in entry.message
+    assert {r.status for r in by_exercise(report, "8.1")} == {"pass"}
+    (root / "challenge.toml").write_text("[model]\nwidth = 3\n")
+    report = grade(root, tier="public", schedule="challenge", stages=(8,))
+    [entry] = [r for r in report.results if r.check == "the challenge entry"]
+    assert entry.status == "error" and "no setting width" in entry.message
+
+
+def test_a_block_that_forgets_the_residual_fails_with_a_hint(tmp_path):
+    root = patch(copy_master(tmp_path), "stages/stage8_challenge/model.py",
+                 "else x[:, self.dilation:] + self.residual(z)", "else self.residual(z)")
+    report = grade(root, stages=(8,), **FAST)
+    block = by_exercise(report, "8.2")
+    assert block[0].status == "fail" and "x[:, dilation:] + residual(z)" in block[0].message
+    assert block[1].status == "pass"  # the block without a residual is unaffected
