@@ -104,7 +104,8 @@ def release(session: nox.Session) -> None:
 @nox.session(**VENV)
 def calibrate(session: nox.Session) -> None:
     """Set the loss thresholds from 8 seeds of every stage, trained at once: quick schedule by
-    default, `nox -s calibrate -- --schedule full` for the full one (about 25 minutes on 2 cores)."""
+    default, `nox -s calibrate -- --schedule full` for the full one (stages 1-7: about 25 minutes on 2
+    cores; stage 8: about 20 minutes a seed on one core, `-- --schedule full --stage 8 --seeds 3`)."""
     instructor_only(session)
     install(session)
     session.run("python", "-m", "makemore_wavenet.grader", "calibrate", *session.posargs, env=names_env())
