@@ -122,7 +122,7 @@ def add_grading_options(p: argparse.ArgumentParser, tier: str, schedule: str) ->
                    help="public: the checks students run; hidden: public plus the instructor's hidden checks")
     p.add_argument("--schedule", choices=SCHEDULES, default=schedule,
                    help="loss checks: quick (1/40 of each stage's recipe, its own thresholds), full (the recipe), "
-                   "or challenge (stage 8 only: the submission's own entry.toml, which must beat the lecture's "
+                   "or challenge (stage 8 only: the submission's own challenge.toml, which must beat the lecture's "
                    f"model within {CHALLENGE_SECONDS // 60} minutes)")
     p.add_argument("--stage", type=int, nargs="+", choices=STAGES, default=list(STAGES),
                    metavar="N", help="grade only these stages")

@@ -157,9 +157,10 @@ def _loss_calls(submission: Path, tier: str, schedule: str, stages, retrain: boo
         else:
             # the challenge always trains: its time limit is part of the rules, and no checkpoint can prove it
             fresh = retrain or submission.suffix == ".ipynb" or schedule == "challenge"
-            ckpt = "" if fresh else _valid_checkpoint(submission, stage, config, model_config)
-            calls.append(Call("stage_logits", {"stage": stage, "checkpoint": ckpt, "model_config": asdict(model_config),
-                                               **common}))
+            ckpt = "" if fresh else _valid_checkpoint(submission, stage, config)
+            # the submission's own CONFIG, but on the challenge schedule: the model its challenge.toml names
+            own = asdict(model_config) if schedule == "challenge" else None
+            calls.append(Call("stage_logits", {"stage": stage, "checkpoint": ckpt, "model_config": own, **common}))
             trained = (f"trained with its {CHALLENGE_ENTRY} ({config.steps:,} steps, the grader's seed)"
                        if schedule == "challenge" else f"trained with the grader's schedule ({config.steps:,} steps)")
             source = "from the submission's checkpoint" if ckpt else trained
@@ -168,9 +169,10 @@ def _loss_calls(submission: Path, tier: str, schedule: str, stages, retrain: boo
 
 
 def stage_plan(submission: Path, schedule: str, stage: int):
-    """The model config and recipe the grader trains a stage with: the master's, on the quick or
-    full schedule; on the challenge schedule (stage 8), the submission's own entry, under the
-    grader's seed. An entry is data (TOML), so the parent reads it without running its code."""
+    """The model config and recipe the grader trains a stage with: the stage's CONFIG and the
+    master's recipe, on the quick or full schedule; on the challenge schedule (stage 8), the
+    submission's own entry, under the grader's seed. An entry is data (TOML), so the parent reads
+    it without running its code."""
     if schedule != "challenge":
         return get_stage(stage).CONFIG, schedule_config(schedule, stage)
     path = submission / CHALLENGE_ENTRY
@@ -187,17 +189,15 @@ def _splits(block_size: int, names: str, whole_names: bool) -> dict:
     return load_splits(block_size, path=names, whole_names=whole_names)
 
 
-def _valid_checkpoint(submission: Path, stage: int, config, model_config) -> str:
-    """The student's checkpoint for `stage` if it was trained with this schedule and model, else ''."""
+def _valid_checkpoint(submission: Path, stage: int, config) -> str:
+    """The student's checkpoint for `stage` if it was trained with this schedule, else ''."""
     path = submission / "runs" / f"stage{stage}" / "checkpoint.pt"
     try:
         ckpt = ckpt_io.load(path)
     except ckpt_io.CheckpointError:
         return ""
     recipe = lambda c: {k: v for k, v in asdict(c).items() if k not in ("device", "path")}  # noqa: E731
-    saved = ckpt["model_config"]
-    same_model = (saved if isinstance(saved, dict) else asdict(saved)) == asdict(model_config)
-    same = recipe(ckpt["train_config"]) == recipe(config) and same_model
+    same = recipe(ckpt["train_config"]) == recipe(config)
     return str(path) if ckpt.get("stage") == stage and same else ""
 
 

@@ -243,9 +243,10 @@ def notebook_logits(train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, 
 
 def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, recipe: dict,
                  checkpoint: str = "", model_config: dict | None = None) -> dict:
-    """Train the stage with the grader's recipe (a TrainConfig's fields) and model config (the
-    stage's CONFIG's fields; default: the submission's CONFIG), or load the student's checkpoint;
-    then return the logits for each of eval_x: the parent, not the submission, turns them into losses."""
+    """Train the submission's model (its CONFIG, or on the challenge schedule the config its entry
+    names: `model_config`, the fields) with the grader's recipe (a TrainConfig's fields), or load the
+    student's checkpoint; then return the logits for each of eval_x: the parent, not the
+    submission, turns them into losses."""
     from makemore_wavenet.stages import get_stage, load_model
 
     if checkpoint:
