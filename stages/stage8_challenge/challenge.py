@@ -1,6 +1,6 @@
 """The challenge's runs: train entries under several seeds, in parallel processes, and tabulate them.
 
-    makemore challenge entry stage7 no_gates --seeds 1 2 3 --out docs/challenge.md
+    makemore challenge entry stage7 ablations/no_gates --seeds 1 2 3 --out challenge.md
 """
 
 from __future__ import annotations
