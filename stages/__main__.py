@@ -15,7 +15,6 @@ from argparse import SUPPRESS
 import os
 import sys
 from dataclasses import fields, replace
-from pathlib import Path
 
 import torch
 from tabulate import tabulate
@@ -92,18 +91,17 @@ def cmd_challenge(args) -> None:
     from .stage8_challenge.challenge import challenge_table, run_entries, summarize
 
     paths = [entry_path(name) for name in args.entries]
-    rows, wall = run_entries(paths, args.seeds, jobs=args.jobs or 1, names=args.names, runs_dir=args.runs)
+    from .reproduce import write_results
+
+    rows, wall = run_entries(paths, args.seeds, jobs=args.jobs, names=args.names, runs_dir=args.runs)
     summary = summarize(rows)
     print(challenge_table(summary, tablefmt="simple"))
-    print(f"wall time: {wall:.1f} s for {len(rows)} runs on {args.jobs or 1} processes")
+    print(f"wall time: {wall:.1f} s for {len(rows)} runs on {args.jobs} processes")
     if args.out:
         text = "\n".join(["# Stage 8: challenge entries", "", f"torch {torch.__version__}; `minutes` is one "
                           f"run's training time; {len(rows)} runs took {wall / 60:.0f} minutes of wall time on "
-                          f"{args.jobs or 1} processes.", "", challenge_table(summary), ""])
-        path = Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        print(f"table written to {path}")
+                          f"{args.jobs} processes.", "", challenge_table(summary), ""])
+        print(f"table written to {write_results(args.out, text)}")
 
 
 def _check_stage(ckpt: dict, stage: int) -> None:

@@ -16,6 +16,7 @@ from tabulate import tabulate
 from makemore_wavenet.shared.data import load_splits
 from makemore_wavenet.shared.trainer import run
 
+from .. import count_parameters
 from ..parallel import in_processes
 from .entry import load_entry
 from .model import build_model
@@ -35,7 +36,7 @@ def run_entry(path: str | Path, seed: int, names=None, runs_dir: str | Path | No
     result = run(build_model, config, recipe, splits, out_dir=out, name=f"{path.stem} seed {seed}",
                  progress=False, stage=8, entry=path.read_text(encoding="utf-8"))
     return {"entry": path.stem, "seed": seed, "config": config, "recipe": recipe, "seconds": result.seconds,
-            "params": sum(p.numel() for p in result.model.parameters()), **result.metrics}
+            "params": count_parameters(result.model), **result.metrics}
 
 
 def run_entries(paths: list[Path], seeds: list[int], jobs: int = 1, names=None,
