@@ -90,7 +90,7 @@ def grade(submission: str | Path, tier: str = "public", schedule: str = "quick",
         loss_calls, loss_jobs = _loss_calls(submission, tier, schedule, stages if losses else (), retrain, names,
                                             test_names)
         entry_problem = []
-    except EntryError as err:  # the challenge's entry.toml: say what is wrong with it, keep the other checks
+    except EntryError as err:  # the challenge.toml: say what is wrong with it, keep the other checks
         loss_calls, loss_jobs = [], []
         entry_problem = [CheckResult(f"stage {CHALLENGE_STAGE}", "the challenge entry", "public", "error", str(err))]
     outcomes, log = run_calls(submission, [c.call for c in checks] + loss_calls, limits, files=files)

@@ -1,6 +1,6 @@
 """Challenge entries: a TOML file per entry, with a [model] table (WaveNetConfig's fields) and a
 [train] table (TrainConfig's). What an entry leaves out is the default; block_size follows from
-the dilations. `entries/` holds the course's own: the starting point, the best, the ablations."""
+the dilations. The course's own: the stage's entry.toml (the best), entries/ (stage 7, the ablations)."""
 
 from __future__ import annotations
 
