@@ -23,6 +23,15 @@ class ModelConfig:
     # inputs are whole names and the model predicts at every position (stage 7 on), not one
     # window per example: the data comes from data.build_names instead of data.build_dataset
     whole_names: bool = False
+    # whole names, in training: each BatchNorm takes its batch statistics from this many random
+    # real positions of the batch, not all of them (0: all). Stage 6's saw 32 windows a batch, and
+    # that noise regularizes; a batch of 32 whole names holds about 228 positions, far less noisy.
+    bn_positions: int = 0
+
+    def __post_init__(self):
+        if self.bn_positions < 0 or (self.bn_positions and not self.whole_names):
+            raise ValueError(f"bn_positions samples the positions of whole names: 0 (all) or a positive count with "
+                             f"whole_names=True, got {self.bn_positions} with whole_names={self.whole_names}")
 
 
 PATHS = ("plain", "fast", "compiled")
@@ -47,6 +56,9 @@ class TrainConfig:
     weight_decay: float = 0.0  # AdamW only
     # "step": lr, then lr_final after decay_at (the lecture); "cosine": from lr down to lr_final
     schedule: str = "step"
+    # after training, set each BatchNorm's running statistics to its statistics over the whole
+    # train split (the lecture's "calibrate the batch norm at the end of training", part 3)
+    calibrate_batchnorm: bool = False
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -68,7 +80,8 @@ class TrainConfig:
         decay = f"at {int(self.decay_at * self.steps):,}" if self.schedule == "step" else "cosine"
         wd = f", wd {self.weight_decay:g}" if self.weight_decay else ""
         name = {"sgd": "SGD", "adamw": "AdamW"}[self.optimizer]
-        return f"{self.steps:,} x {self.batch_size}, {name} lr {self.lr:g} -> {self.lr_final:g} {decay}{wd}"
+        calibrated = ", BatchNorm calibrated" if self.calibrate_batchnorm else ""
+        return f"{self.steps:,} x {self.batch_size}, {name} lr {self.lr:g} -> {self.lr_final:g} {decay}{wd}{calibrated}"
 
     def lr_at(self, step: int) -> float:
         if self.schedule == "cosine":  # half a cosine from lr at step 0 to lr_final at the end

@@ -170,6 +170,14 @@ class BatchNorm1d(Module):
         return [self.gamma, self.beta]
 
 
+def sample_positions(mask: Tensor, k: int) -> Tensor:
+    """k of `mask`'s True positions, drawn at random (all of them if it has fewer), as a mask of
+    the same shape. Random scores and a top-k: no data-dependent shape, so no device sync."""
+    scores = torch.rand(mask.shape, device=mask.device).masked_fill(~mask, -1.0)
+    kth = scores.flatten().topk(min(k, mask.numel())).values[-1]  # the k-th highest score
+    return mask & (scores >= kth)
+
+
 class CausalConv1d(Module):
     """A causal convolution of kernel 2: out[t] = [x[t - dilation], x[t]] @ W + b, at every position t.
 

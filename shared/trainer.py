@@ -24,7 +24,7 @@ from . import checkpoint, fast
 from .config import ModelConfig, TrainConfig
 from .data import IGNORE, SPLITS, Splits
 from .device import model_device, resolve_device
-from .layers import Module
+from .layers import BatchNorm1d, Module
 from .plots import save_loss_plot
 
 LOG_EVERY = 1000  # steps between reads of the loss (progress bar, loss log)
@@ -99,7 +99,34 @@ def train(model: Module, X: Tensor, Y: Tensor, config: TrainConfig, progress: bo
             ix = torch.randint(0, X.shape[0], (config.batch_size,)).to(device)
             return X[ix], Y[ix]
 
-    return _loop(step, batch, config, (), device, progress, desc, timings)
+    losses = _loop(step, batch, config, (), device, progress, desc, timings)
+    if config.calibrate_batchnorm:
+        calibrate_batchnorm(model, X)
+    return losses
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: Module, X: Tensor, batch_size: int = 1024) -> None:
+    """Set each BatchNorm's running statistics to its statistics over all of X: the lecture's
+    "calibrate the batch norm at the end of training" (part 3). Running averages follow the last
+    few batches (momentum 0.1: about ten), and their noise costs val loss at eval time.
+
+    One pass over X in near-equal parts, every BatchNorm normalizing with its part's statistics
+    (dropout off) and keeping the mean of the parts' statistics: the whole split's, to within the
+    parts' sampling noise (a thousand examples each), at the cost of one forward pass."""
+    was_training = model.training
+    model.eval()
+    norms = [m for m in model.modules() if isinstance(m, BatchNorm1d)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.training = True
+    for k, part in enumerate(torch.tensor_split(X, -(-X.shape[0] // batch_size))):  # ceil(N / batch_size) parts
+        for norm in norms:
+            norm.momentum = 1 / (k + 1)  # running average of k + 1 equal parts: their mean
+        model(part)
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.train(was_training)
 
 
 def _name_batches(X: Tensor, Y: Tensor, batch_size: int, device) -> Callable[[], tuple[Tensor, Tensor]]:
@@ -138,6 +165,9 @@ def train_seeds(models: list[Module], generators: list[torch.Generator], X: Tens
     step = fast.compiled(stack, example) if config.path == "compiled" else stack
     losses = _loop(step, batch, config, (len(models),), device, progress, desc, timings)
     stack.unstack()
+    if config.calibrate_batchnorm:
+        for model in models:
+            calibrate_batchnorm(model, X)
     return losses.T
 
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from makemore_wavenet.shared.layers import (BatchNorm1d, CausalConv1d, Embedding, Flatten, FlattenConsecutive,
-                                            Linear, Sequential, Tanh)
+                                            Linear, Sequential, Tanh, sample_positions)
 
 D = torch.float64
 
@@ -283,3 +283,13 @@ def test_load_state_copies_so_models_do_not_share_tensors():
     b.load_state(a.state())
     b.weight.add_(1.0)
     assert not torch.equal(a.weight, b.weight)
+
+
+def test_sample_positions_draws_k_of_the_true_ones():
+    torch.manual_seed(0)
+    mask = torch.rand(6, 9) < 0.6
+    picked = sample_positions(mask, 10)
+    assert picked.sum() == 10 and not (picked & ~mask).any()
+    assert not torch.equal(picked, sample_positions(mask, 10))  # a new draw each call
+    assert torch.equal(sample_positions(mask, 1000), mask)  # fewer than k: all of them
+    assert sample_positions(mask.to("meta"), 10).device.type == "meta"

@@ -8,7 +8,8 @@ from makemore_wavenet.shared.config import TrainConfig
 from makemore_wavenet.shared.device import resolve_device
 from makemore_wavenet.shared.plots import save_loss_plot, smoothed_log_loss
 from makemore_wavenet.shared.sampling import sample
-from makemore_wavenet.shared.trainer import evaluate, run
+from makemore_wavenet.shared.layers import BatchNorm1d, Dropout, Linear, Sequential, Tanh
+from makemore_wavenet.shared.trainer import calibrate_batchnorm, evaluate, run, train
 from makemore_wavenet.stages import get_stage, load_model
 
 
@@ -33,6 +34,43 @@ def test_missing_gpu_is_a_clear_error():
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(ValueError, match="no CUDA GPU"):
         resolve_device("cuda")
+
+
+def test_calibrated_batchnorm_holds_the_statistics_of_the_whole_split():
+    """In one part, each BatchNorm gets the mean and variance of its input over all of X, with the
+    BatchNorms before it calibrated too and dropout off; in parts, nearly the same."""
+    torch.manual_seed(0)
+    D = torch.float64
+    model = Sequential([Linear(5, 8, dtype=D), BatchNorm1d(8, dtype=D), Tanh(), Dropout(0.5),
+                        Linear(8, 4, dtype=D), BatchNorm1d(4, dtype=D)])
+    X = torch.randn(3000, 5, dtype=D) * 3 + 1
+    calibrate_batchnorm(model, X, batch_size=len(X))
+    assert model.training  # as it was
+    first, second = model.layers[1], model.layers[5]
+    assert first.momentum == second.momentum == 0.1  # as they were
+    model.eval()
+    h = model.layers[0](X)
+    assert torch.allclose(first.running_mean, h.mean(0, keepdim=True))
+    assert torch.allclose(first.running_var, h.var(0, keepdim=True))
+    h = model.layers[4](model.layers[2](first(h)))  # eval mode: calibrated statistics, no dropout
+    assert torch.allclose(second.running_mean, h.mean(0, keepdim=True))
+    assert torch.allclose(second.running_var, h.var(0, keepdim=True))
+    whole = model(X)  # (N, 4), unit scale
+    calibrate_batchnorm(model, X, batch_size=1000)  # three parts
+    assert not torch.equal(model.eval()(X), whole) and torch.allclose(model(X), whole, atol=1e-2)
+
+
+def test_a_recipe_that_calibrates_batchnorm_ends_with_calibrated_statistics(splits_by_block):
+    stage = get_stage(6)
+    X, Y = splits_by_block(8)["train"]
+    config = TrainConfig(steps=50, device="cpu", calibrate_batchnorm=True)
+    assert config.describe().endswith(", BatchNorm calibrated")
+    torch.manual_seed(0)
+    model = stage.build_model(stage.CONFIG)
+    train(model, X, Y, config, progress=False)
+    model.eval()
+    h = model.layers[2](model.layers[1](model.layers[0](X)))  # the first BatchNorm's input: (N, 4, 128)
+    assert torch.allclose(model.layers[3].running_mean, h.mean((0, 1), keepdim=True), atol=1e-5)
 
 
 @pytest.fixture(scope="module")
