@@ -92,11 +92,26 @@ def test_a_state_of_another_shape_is_refused():
 
 
 
-def test_padding_after_the_names_changes_nothing_in_training_mode():
+@pytest.mark.parametrize("bn_positions", [0, 1000])  # all positions; a sample of more than there are
+def test_padding_after_the_names_changes_nothing_in_training_mode(bn_positions):
     """BatchNorm's batch statistics count real windows only: more padding, same outputs."""
     torch.manual_seed(0)
-    model = SEVEN.build_model(SEVEN.CONFIG, dtype=torch.float64)
+    model = SEVEN.build_model(replace(SEVEN.CONFIG, bn_positions=bn_positions), dtype=torch.float64)
     X, Y = build_names(["emma", "olivia", "ava", "isabella"], 8)
     padded = torch.cat([X, torch.zeros(len(X), 5, dtype=torch.long)], dim=1)
     real = Y != IGNORE
     assert torch.allclose(model(X)[real], model(padded)[:, :Y.shape[1]][real])
+
+
+def test_batchnorm_statistics_from_a_sample_of_positions_in_training_only():
+    """bn_positions changes training (each BatchNorm's statistics come from a random sample of
+    the real positions), not the model: eval mode, which uses running statistics, is unchanged."""
+    X, _ = build_names(["emma", "olivia", "ava", "isabella", "sophia", "mia"], 8)
+    torch.manual_seed(0)
+    whole = SEVEN.build_model(replace(SEVEN.CONFIG, bn_positions=0), dtype=torch.float64)
+    torch.manual_seed(0)
+    sampled = SEVEN.build_model(replace(SEVEN.CONFIG, bn_positions=5), dtype=torch.float64)
+    assert torch.equal(whole.eval()(X), sampled.eval()(X))
+    assert not torch.allclose(whole.train()(X), sampled.train()(X))
+    with pytest.raises(ValueError, match="whole names"):
+        replace(SIX.CONFIG, bn_positions=32)

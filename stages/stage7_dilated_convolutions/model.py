@@ -4,7 +4,7 @@ Stage 6 fuses a window of 8 characters pair by pair: (B, 8, C) -> (B, 4, H) -> (
 Here each fusion is a causal convolution of kernel 2 with dilation 1, 2, 4, over the whole name:
 (B, 8 + L, C) -> (B, 7 + L, H) -> (B, 5 + L, H) -> (B, 1 + L, H) -> (B, 1 + L, 27), one prediction
 per position. Same weights, same function of each window; a value two windows share is computed
-once, and one step learns from every position of 16 names at once.
+once, and one step learns from every position of 32 names at once.
 """
 
 from __future__ import annotations
@@ -12,12 +12,15 @@ from __future__ import annotations
 import torch
 
 from makemore_wavenet.shared.config import ModelConfig, TrainConfig
-from makemore_wavenet.shared.layers import BatchNorm1d, CausalConv1d, Embedding, Linear, Sequential, Tanh
+from makemore_wavenet.shared.layers import (BatchNorm1d, CausalConv1d, Embedding, Linear, Sequential, Tanh,
+                                            sample_positions)
 
-CONFIG = ModelConfig(block_size=8, n_embd=24, n_hidden=128, bn_reduce_time=True, whole_names=True)
-# a batch is 16 names, about 114 predictions; 40,000 steps see 4.6 million, stage 6 sees 6.4
-# (more steps, or more names a batch, fit train better and val worse: LESSON.md)
-RECIPE = TrainConfig(steps=40_000, batch_size=16, lr=0.1, lr_final=0.01, decay_at=0.75)
+# in training, each BatchNorm's statistics come from 32 random positions of the batch, as many
+# windows as stage 6's batch holds: that noise is what keeps a model of whole names from fitting
+# its training names too closely (LESSON.md). The model itself, and eval mode, are stage 6's.
+CONFIG = ModelConfig(block_size=8, n_embd=24, n_hidden=128, bn_reduce_time=True, whole_names=True, bn_positions=32)
+# a batch is 32 names, about 228 predictions; 30,000 steps see 6.8 million, stage 6 sees 6.4
+RECIPE = TrainConfig(steps=30_000, batch_size=32, lr=0.1, lr_final=0.01, decay_at=0.75, calibrate_batchnorm=True)
 LECTURE = {"params": 76_579, "train": 1.769, "val": 1.993}  # stage 6's numbers: the bar to meet
 
 
@@ -26,11 +29,12 @@ class CausalWaveNet(Sequential):
     count only the positions that hold a real window, not the padding after a name's end (a batch
     pads its names to the longest). Input position p ends a real window if it is one of the first
     block_size '.'s or holds a letter; after convolutions of dilations summing to s, output i ends
-    at input position i + s."""
+    at input position i + s. With `bn_positions`, in training, a BatchNorm takes its statistics
+    from that many of those positions, drawn at random (ModelConfig.bn_positions)."""
 
-    def __init__(self, layers: list, block_size: int):
+    def __init__(self, layers: list, block_size: int, bn_positions: int = 0):
         super().__init__(layers)
-        self.block_size = block_size
+        self.block_size, self.bn_positions = block_size, bn_positions
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, block_size + L) -> (B, 1 + L, vocab_size)
         real = x != 0
@@ -38,7 +42,13 @@ class CausalWaveNet(Sequential):
         seen = 0  # dilations so far: how far right of its output index an output's window ends
         for layer in self.layers:
             seen += getattr(layer, "dilation", 0)
-            x = layer(x, mask=real[:, seen:]) if isinstance(layer, BatchNorm1d) else layer(x)
+            if isinstance(layer, BatchNorm1d):
+                mask = real[:, seen:]
+                if self.training and self.bn_positions:
+                    mask = sample_positions(mask, self.bn_positions)
+                x = layer(x, mask=mask)
+            else:
+                x = layer(x)
         return x
 
 
@@ -57,7 +67,7 @@ def build_model(config: ModelConfig = CONFIG, device=None, dtype=None) -> Sequen
         *convolve(c.n_embd, 1),  # -> (B, 7 + L, H)
         *[layer for level in range(1, levels) for layer in convolve(c.n_hidden, 2 ** level)],  # -> (B, 1 + L, H)
         Linear(c.n_hidden, c.vocab_size, **kw),  # -> (B, 1 + L, vocab_size)
-    ], c.block_size)
+    ], c.block_size, c.bn_positions)
     with torch.no_grad():
         model.layers[-1].weight *= 0.1  # last layer: make the first predictions less confident
     return model
