@@ -55,7 +55,22 @@ def test_with_every_part_off_it_is_stage_7_weight_for_weight():
     seven = SEVEN.build_model(SEVEN.CONFIG)
     X, _ = build_names(NAMES, 8)
     assert count_parameters(eight) == count_parameters(seven) == 76_579
-    assert torch.equal(eight(X), seven(X))
+    logits = []
+    for model in (eight, seven):
+        torch.manual_seed(1)  # the same positions sampled for BatchNorm's statistics
+        logits.append(model(X))
+    assert torch.equal(*logits)
+    assert torch.equal(eight.eval()(X), seven.eval()(X))
+
+
+def test_batchnorm_statistics_from_a_sample_of_positions_change_training_only():
+    X, _ = build_names(NAMES, 8)
+    torch.manual_seed(0)
+    whole = build_model(small(), dtype=torch.float64)
+    torch.manual_seed(0)
+    sampled = build_model(small(bn_positions=6), dtype=torch.float64)
+    assert torch.equal(whole.eval()(X), sampled.eval()(X))
+    assert not torch.allclose(whole.train()(X), sampled.train()(X))
 
 
 def test_parameter_count_of_the_full_block():

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from makemore_wavenet.shared.config import ModelConfig
 from makemore_wavenet.shared.layers import (BatchNorm1d, CausalConv1d, Dropout, Embedding, GatedActivation,
-                                            Linear, Module, Tanh)
+                                            Linear, Module, Tanh, sample_positions)
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class WaveNetConfig(ModelConfig):
     dropout: float = 0.0  # in training, each block's output values are zeroed with this probability
 
     def __post_init__(self):
+        super().__post_init__()
         object.__setattr__(self, "dilations", tuple(self.dilations))  # a TOML list, a checkpoint's tuple
         if not self.dilations or min(self.dilations) < 1:
             raise ValueError(f"dilations must be one or more positive integers, got {self.dilations}")
@@ -83,7 +84,7 @@ class WaveNet(Module):
 
     def __init__(self, c: WaveNetConfig, device=None, dtype=None):
         kw = dict(device=device, dtype=dtype)
-        self.block_size, self.sum_skips = c.block_size, c.skip
+        self.block_size, self.sum_skips, self.bn_positions = c.block_size, c.skip, c.bn_positions
         self.embedding = Embedding(c.vocab_size, c.n_embd, **kw)
         # residual connections where they are used: not in the first block, which changes the width
         # (n_embd -> H), nor in the last when the head reads the skips (its output goes nowhere)
@@ -102,7 +103,10 @@ class WaveNet(Module):
         x, seen, skips = self.embedding(idx), 0, []  # (B, T, n_embd)
         for block in self.blocks:
             seen += block.dilation  # output i of this block ends at input position i + seen
-            x, skip = block(x, mask=real[:, seen:])  # (B, T - seen, H)
+            mask = real[:, seen:]
+            if self.training and self.bn_positions:  # statistics from a sample of the positions
+                mask = sample_positions(mask, self.bn_positions)
+            x, skip = block(x, mask=mask)  # (B, T - seen, H)
             skips.append(skip)
         if self.sum_skips:  # every block's last positions are the same input positions: align right
             x = torch.stack([s[:, s.shape[1] - x.shape[1]:] for s in skips]).sum(0)  # (B, 1 + L, H)
