@@ -62,12 +62,13 @@ def reproduce(session: nox.Session) -> None:
 
 @nox.session(**VENV)
 def challenge(session: nox.Session) -> None:
-    """Train challenge entries (stage 8) under seeds 1-3, two processes at once, and tabulate them:
+    """Train challenge entries (stage 8) under seeds 1-3, one run at a time on every core (as the
+    rules time them), and tabulate them:
     `nox -s challenge -- entry ablations/no_gates` (default: the stage's own entry; see
     `makemore challenge --help`)."""
     install(session)
     entries = session.posargs or ["entry"]
-    session.run("makemore", "challenge", *entries, "--seeds", "1", "2", "3", "--jobs", "2", env=names_env())
+    session.run("makemore", "challenge", *entries, "--seeds", "1", "2", "3", "--jobs", "1", env=names_env())
 
 
 @nox.session(**VENV)
@@ -105,7 +106,7 @@ def release(session: nox.Session) -> None:
 def calibrate(session: nox.Session) -> None:
     """Set the loss thresholds from 8 seeds of every stage, trained at once: quick schedule by
     default, `nox -s calibrate -- --schedule full` for the full one (stages 1-7: about 25 minutes on 2
-    cores; stage 8: about 20 minutes a seed on one core, `-- --schedule full --stage 8 --seeds 3`)."""
+    cores; stage 8: about 20 minutes a seed on both cores, `-- --schedule full --stage 8 --seeds 3 --jobs 1`)."""
     instructor_only(session)
     install(session)
     session.run("python", "-m", "makemore_wavenet.grader", "calibrate", *session.posargs, env=names_env())

@@ -32,10 +32,12 @@ SEEDS = tuple(range(1, 9))  # not the grader's seed 42: the threshold must not b
 
 
 def calibrate(schedule: str, seeds=SEEDS, stages=STAGES, names: str | None = None,
-              progress: bool = True) -> dict[int, dict[str, list[float]]]:
+              progress: bool = True, jobs: int | None = None) -> dict[int, dict[str, list[float]]]:
     """{stage: {"val": [loss per seed], "test": [...], "seconds": [training time per seed]}}: the
-    seeds of a stage trained at once on the compiled path, or in parallel processes on the plain
-    path where the fast path cannot train it."""
+    seeds of a stage trained at once on the compiled path, or, where the fast path cannot train
+    it, in `jobs` parallel processes (default: one per core) that share the cores as threads."""
+    cores = os.cpu_count() or 1
+    jobs = jobs or cores
     losses = {}
     for n in stages:
         stage, config = get_stage(n), schedule_config(schedule, n)
@@ -45,18 +47,18 @@ def calibrate(schedule: str, seeds=SEEDS, stages=STAGES, names: str | None = Non
                              eval_splits=("val", "test"))
             losses[n] = {**{split: [r.metrics[split] for r in runs] for split in ("val", "test")},
                          "seconds": [r.seconds for r in runs]}  # the stack's time, for each seed
-        else:  # one plain run per seed, in parallel processes of one thread each
-            jobs = [(n, replace(config, seed=seed, path="plain"), names) for seed in seeds]
-            with ProcessPoolExecutor(os.cpu_count() or 1, mp_context=get_context("spawn")) as pool:
-                metrics = list(tqdm(pool.map(_plain_run, jobs), total=len(jobs), unit="seed",
-                                    desc=f"stage {n}, {len(jobs)} seeds", disable=not progress))
+        else:  # one plain run per seed, `jobs` at a time
+            runs = [(n, replace(config, seed=seed, path="plain"), names, max(1, cores // jobs)) for seed in seeds]
+            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+                metrics = list(tqdm(pool.map(_plain_run, runs), total=len(runs), unit="seed",
+                                    desc=f"stage {n}, {len(runs)} seeds", disable=not progress))
             losses[n] = {split: [m[split] for m in metrics] for split in ("val", "test", "seconds")}
     return losses
 
 
 def _plain_run(job: tuple) -> dict[str, float]:
-    n, config, names = job
-    torch.set_num_threads(1)  # one process per core
+    n, config, names, threads = job
+    torch.set_num_threads(threads)
     stage = get_stage(n)
     result = run(stage.build_model, stage.CONFIG, config, stage_splits(n, names), progress=False,
                  eval_splits=("val", "test"))

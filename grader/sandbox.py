@@ -42,7 +42,7 @@ class Outcome:
 
 @dataclass
 class Limits:
-    seconds: float = 60.0  # per call
+    seconds: float = 120.0  # per call: stage 8's quick training alone takes most of a minute on one thread
     memory_mb: int = 4096  # address space of the child (torch alone maps about 1.5 GB)
 
 

@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("entries", nargs="+", metavar="ENTRY", help="an entry file (.toml), or the name of one of the "
                    "course's: entry (the stage's own), or one in stages/stage8_challenge/entries/")
     p.add_argument("--seeds", type=int, nargs="+", default=[42], help="seeds to train each entry with")
-    p.add_argument("--jobs", type=int, default=1, help="parallel processes of one thread each")
+    p.add_argument("--jobs", type=int, default=1, help="parallel processes, one thread each; 1: one run at a time "
+                   "on every core, as the challenge's rules time a run")
     p.add_argument("--names", help="names file (default: $MAKEMORE_NAMES, else data/names.txt)")
     p.add_argument("--runs", default=str(RUNS_DIR), help="where checkpoints go (RUNS/challenge/ENTRY/seedS/)")
     p.add_argument("--out", help="write the table as Markdown to this file")

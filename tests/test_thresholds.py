@@ -65,6 +65,8 @@ def test_the_bar_is_above_the_mean_within_a_few_spreads_and_stage_6_stays_below_
 def test_calibrate_needs_three_seeds_for_a_bound(capsys):
     assert main(["calibrate", "--seeds", "2"]) == EXIT_USAGE
     assert "at least 3" in capsys.readouterr().err
+    assert main(["calibrate", "--jobs", "0"]) == EXIT_USAGE
+    assert "--jobs must be at least 1" in capsys.readouterr().err
 
 
 def test_the_challenge_bar_is_the_lectures_model_on_average(tmp_path):
