@@ -14,16 +14,12 @@ import json
 import os
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
-from multiprocessing import get_context
 from pathlib import Path
-
-import torch
-from tqdm.auto import tqdm
 
 from makemore_wavenet.shared.trainer import run, run_seeds
 from makemore_wavenet.stages import get_stage, on_fast_path, stage_splits
+from makemore_wavenet.stages.parallel import in_processes
 
 from .exercises import STAGES
 from .thresholds import CALIBRATION_FILE, schedule_config
@@ -36,8 +32,7 @@ def calibrate(schedule: str, seeds=SEEDS, stages=STAGES, names: str | None = Non
     """{stage: {"val": [loss per seed], "test": [...], "seconds": [training time per seed]}}: the
     seeds of a stage trained at once on the compiled path, or, where the fast path cannot train
     it, in `jobs` parallel processes (default: one per core) that share the cores as threads."""
-    cores = os.cpu_count() or 1
-    jobs = jobs or cores
+    jobs = jobs or os.cpu_count() or 1
     losses = {}
     for n in stages:
         stage, config = get_stage(n), schedule_config(schedule, n)
@@ -48,21 +43,19 @@ def calibrate(schedule: str, seeds=SEEDS, stages=STAGES, names: str | None = Non
             losses[n] = {**{split: [r.metrics[split] for r in runs] for split in ("val", "test")},
                          "seconds": [r.seconds for r in runs]}  # the stack's time, for each seed
         else:  # one plain run per seed, `jobs` at a time
-            runs = [(n, replace(config, seed=seed, path="plain"), names, max(1, cores // jobs)) for seed in seeds]
-            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-                metrics = list(tqdm(pool.map(_plain_run, runs), total=len(runs), unit="seed",
-                                    desc=f"stage {n}, {len(runs)} seeds", disable=not progress))
+            metrics = in_processes(_plain_run, [(n, replace(config, seed=seed, path="plain"), names) for seed in seeds],
+                                   jobs, f"stage {n}, {len(seeds)} seeds", "seed", progress=progress,
+                                   done=lambda m: f"seed {m['seed']} val {m['val']:.4f}")
+            metrics.sort(key=lambda m: m["seed"])  # in_processes gives them in the order they finished
             losses[n] = {split: [m[split] for m in metrics] for split in ("val", "test", "seconds")}
     return losses
 
 
-def _plain_run(job: tuple) -> dict[str, float]:
-    n, config, names, threads = job
-    torch.set_num_threads(threads)
+def _plain_run(n: int, config, names) -> dict[str, float]:
     stage = get_stage(n)
     result = run(stage.build_model, stage.CONFIG, config, stage_splits(n, names), progress=False,
                  eval_splits=("val", "test"))
-    return {**result.metrics, "seconds": result.seconds}
+    return {**result.metrics, "seconds": result.seconds, "seed": config.seed}
 
 
 def write(losses: dict[int, dict[str, list[float]]], schedule: str, seeds, hidden_dir: Path,
@@ -76,6 +69,7 @@ def write(losses: dict[int, dict[str, list[float]]], schedule: str, seeds, hidde
             values = by_split[split]
             entry[str(n)] = {"mean": round(statistics.fmean(values), 5), "std": round(statistics.stdev(values), 5),
                              "seeds": list(seeds), "losses": [round(v, 5) for v in values],
+                             "seconds": [round(v) for v in by_split["seconds"]],  # training time per seed
                              "steps": schedule_config(schedule, n).steps, "made": time.strftime("%Y-%m-%d")}
         path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
         written.append(path)

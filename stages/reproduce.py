@@ -1,7 +1,7 @@
 """Reproduce the lecture's table: train every stage with the full recipe, in parallel processes.
 
-Each stage trains in its own process with one thread (these models are too small to gain from
-intra-op threads), so N cores train N stages at once.
+Each stage trains in its own process; the processes share the cores as threads
+(stages/parallel.py), so N cores train N stages at once, one thread each.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from makemore_wavenet.shared.config import TrainConfig
 from makemore_wavenet.shared.layers import BatchNorm1d
 
 from . import STAGES, count_parameters, get_stage, on_fast_path, recipe, title, train_stage
-from .parallel import in_processes
+from .parallel import in_processes, threads_per_process
 
 
 def stage_config(number: int, given: dict, jobs: int) -> TrainConfig:
@@ -31,7 +31,6 @@ def stage_config(number: int, given: dict, jobs: int) -> TrainConfig:
 
 
 def _train_one(number: int, config: TrainConfig, names, runs_dir) -> dict:
-    torch.set_num_threads(1)
     result = train_stage(number, config, names=names, runs_dir=runs_dir, progress=False)
     running_means = [tuple(m.running_mean.shape) for m in result.model.modules() if isinstance(m, BatchNorm1d)]
     return {"stage": number, "params": count_parameters(result.model), "seconds": result.seconds,
@@ -71,12 +70,13 @@ def recipe_text(c: TrainConfig) -> str:
 
 
 def results_markdown(rows: list[dict], wall: float, jobs: int) -> str:
+    threads = threads_per_process(jobs)
     return "\n".join([
         "# Reproduction of the lecture's table",
         "",
         "Each stage's recipe: steps x batch size (examples; names from stage 7 on), the optimizer and its "
         f"learning-rate schedule, the seed, the path. torch {torch.__version__}, {jobs} processes of "
-        f"one thread each. `seconds` is one stage's training time; all stages took {wall:.0f} s of wall time.",
+        f"{'one thread' if threads == 1 else f'{threads} threads'} each. `seconds` is one stage's training time; all stages took {wall:.0f} s of wall time.",
         "",
         results_table(rows),
         "",

@@ -121,3 +121,24 @@ def test_reproduce_trains_each_stage_on_a_path_it_can_take():
     assert stage_config(6, {"path": "compiled"}, jobs=2) == replace(recipe(6), path="compiled", device="cpu")
     for n in (7, 8):  # convolutions: the plain path, with the stage's own recipe
         assert stage_config(n, {"path": "compiled", "steps": 10}, jobs=1) == replace(recipe(n), steps=10)
+
+
+def test_parallel_processes_share_the_cores_as_threads(monkeypatch):
+    from makemore_wavenet.stages import parallel
+
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 8)
+    assert [parallel.threads_per_process(p) for p in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+    with pytest.raises(ValueError, match="at least 1"):
+        parallel.threads_per_process(0)
+
+
+def test_in_processes_runs_every_job_with_its_share_of_threads():
+    from makemore_wavenet.stages.parallel import in_processes, threads_per_process
+
+    rows = in_processes(_threads_seen, [(i,) for i in range(3)], 2, "jobs", "job", done=str, progress=False)
+    assert sorted(r["job"] for r in rows) == [0, 1, 2]
+    assert {r["threads"] for r in rows} == {threads_per_process(2)}
+
+
+def _threads_seen(job: int) -> dict:  # module level: spawned processes import it by name
+    return {"job": job, "threads": torch.get_num_threads()}

@@ -19,11 +19,14 @@ def bound(losses):  # mean + t(0.999, K - 1) * s * sqrt(1 + 1/K); t(0.999, 3) = 
 
 def test_a_threshold_is_the_99_9_percent_prediction_bound(tmp_path):
     val, test = [2.10, 2.11, 2.12, 2.14], [2.0, 2.02, 2.01, 2.03]
-    public, hidden = write({3: {"val": val, "test": test}}, "quick", (1, 2, 3, 4), tmp_path, tmp_path / "public.json")
+    seconds = [60.4, 61.0, 59.6, 62.2]
+    public, hidden = write({3: {"val": val, "test": test, "seconds": seconds}}, "quick", (1, 2, 3, 4), tmp_path,
+                           tmp_path / "public.json")
     assert threshold(public, "quick", 3) == pytest.approx(bound(val), abs=1e-4)
     assert threshold(hidden, "quick", 3) == pytest.approx(bound(test), abs=1e-4)
     assert json.loads(public.read_text())["quick"]["3"]["seeds"] == [1, 2, 3, 4]
-    write({4: {"val": val, "test": test}}, "quick", (1, 2, 3, 4), tmp_path, public)  # merges, keeps stage 3
+    assert json.loads(hidden.read_text())["quick"]["3"]["seconds"] == [60, 61, 60, 62]  # each seed's training time
+    write({4: {"val": val, "test": test, "seconds": seconds}}, "quick", (1, 2, 3, 4), tmp_path, public)  # merges
     assert set(json.loads(public.read_text())["quick"]) == {"3", "4"}
 
 

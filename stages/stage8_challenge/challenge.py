@@ -10,7 +10,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
 from tabulate import tabulate
 
 from makemore_wavenet.shared.data import load_splits
@@ -22,12 +21,9 @@ from .entry import load_entry
 from .model import build_model
 
 
-def run_entry(path: str | Path, seed: int, names=None, runs_dir: str | Path | None = "runs",
-              threads: int | None = None) -> dict:
+def run_entry(path: str | Path, seed: int, names=None, runs_dir: str | Path | None = "runs") -> dict:
     """Train one entry with one seed; its metrics, time and settings. The checkpoint goes to
     RUNS/challenge/<entry>/seed<seed>/."""
-    if threads:
-        torch.set_num_threads(threads)
     path = Path(path)
     config, recipe = load_entry(path)
     recipe = replace(recipe, seed=seed)
@@ -41,12 +37,12 @@ def run_entry(path: str | Path, seed: int, names=None, runs_dir: str | Path | No
 
 def run_entries(paths: list[Path], seeds: list[int], jobs: int = 1, names=None,
                 runs_dir: str | Path | None = "runs") -> tuple[list[dict], float]:
-    """Every entry under every seed, `jobs` processes at once (one thread each when there are
-    several: these models are small); returns one row per run and the wall time."""
+    """Every entry under every seed, `jobs` processes at once (sharing the cores as threads: one
+    process takes them all); returns one row per run and the wall time."""
     for path in paths:
         load_entry(path)  # a broken entry fails here, before any training
     start = time.perf_counter()
-    rows = in_processes(run_entry, [(p, s, names, runs_dir, 1 if jobs > 1 else None) for p in paths for s in seeds],
+    rows = in_processes(run_entry, [(p, s, names, runs_dir) for p in paths for s in seeds],
                         jobs, f"{len(paths)} entries x {len(seeds)} seeds", "run",
                         done=lambda row: f"{row['entry']} seed {row['seed']} val {row['val']:.4f}")
     order = {p.stem: i for i, p in enumerate(paths)}
