@@ -112,14 +112,18 @@ class BatchNorm1d(Module):
     of shape (1, T, C).
 
     `mask` (B, T), for 3-D input reduced over positions, picks the positions whose values count in
-    the batch statistics (stage 7: the windows of a name, not the padding after it).
+    the batch statistics (stage 7: the windows of a name, not the padding after it). With
+    `positions` k > 0, training takes the statistics from k of the mask's positions drawn at random:
+    a batch of whole names then carries the batch noise a batch of k windows does (stage 7's LESSON).
     """
 
     state_names = ("gamma", "beta", "running_mean", "running_var")
 
     def __init__(self, dim: int, eps: float = 1e-5, momentum: float = 0.1, reduce_time: bool = True,
-                 device=None, dtype=None):
-        self.eps, self.momentum, self.reduce_time = eps, momentum, reduce_time
+                 positions: int = 0, device=None, dtype=None):
+        if positions < 0:
+            raise ValueError(f"BatchNorm1d samples `positions` of a mask: 0 (all) or a positive count, got {positions}")
+        self.eps, self.momentum, self.reduce_time, self.positions = eps, momentum, reduce_time, positions
         self.gamma = torch.ones(dim, device=device, dtype=dtype)  # trained with backprop
         self.beta = torch.zeros(dim, device=device, dtype=dtype)
         self.running_mean = torch.zeros(dim, device=device, dtype=dtype)  # trained with a running update
@@ -159,6 +163,8 @@ class BatchNorm1d(Module):
         if not over_time or mask.shape != x.shape[:2]:
             raise ValueError(f"a mask picks positions of 3-D input reduced over positions: expected a mask of "
                              f"shape {tuple(x.shape[:2])} and reduce_time=True, got {tuple(mask.shape)}")
+        if self.positions:
+            mask = sample_positions(mask, self.positions)
         # weights, not x[mask]: no data-dependent shape, so no device sync (and it runs on `meta`)
         w = mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
         n = w.sum((0, 1), keepdim=True)  # values behind each statistic

@@ -112,20 +112,21 @@ def calibrate_batchnorm(model: Module, X: Tensor, batch_size: int = 1024) -> Non
     few batches (momentum 0.1: about ten), and their noise costs val loss at eval time.
 
     One pass over X in near-equal parts, every BatchNorm normalizing with its part's statistics
-    (dropout off) and keeping the mean of the parts' statistics: the whole split's, to within the
-    parts' sampling noise (a thousand examples each), at the cost of one forward pass."""
+    over all its positions (no sample of them; dropout off) and keeping the mean of the parts'
+    statistics: the whole split's, to within the parts' sampling noise (a thousand examples each),
+    at the cost of one forward pass."""
     was_training = model.training
     model.eval()
     norms = [m for m in model.modules() if isinstance(m, BatchNorm1d)]
-    momenta = [norm.momentum for norm in norms]
+    settings = [(norm.momentum, norm.positions) for norm in norms]
     for norm in norms:
-        norm.training = True
+        norm.training, norm.positions = True, 0
     for k, part in enumerate(torch.tensor_split(X, -(-X.shape[0] // batch_size))):  # ceil(N / batch_size) parts
         for norm in norms:
             norm.momentum = 1 / (k + 1)  # running average of k + 1 equal parts: their mean
         model(part)
-    for norm, momentum in zip(norms, momenta):
-        norm.momentum = momentum
+    for norm, (momentum, positions) in zip(norms, settings):
+        norm.momentum, norm.positions = momentum, positions
     model.train(was_training)
 
 

@@ -293,3 +293,21 @@ def test_sample_positions_draws_k_of_the_true_ones():
     assert not torch.equal(picked, sample_positions(mask, 10))  # a new draw each call
     assert torch.equal(sample_positions(mask, 1000), mask)  # fewer than k: all of them
     assert sample_positions(mask.to("meta"), 10).device.type == "meta"
+
+
+def test_batchnorm_takes_training_statistics_from_a_sample_of_positions():
+    """positions=k: the statistics of k of the mask's positions, drawn as sample_positions draws
+    them; eval mode (running statistics) is the same as without it."""
+    torch.manual_seed(0)
+    x, mask = torch.randn(4, 6, 3, dtype=D), torch.rand(4, 6) < 0.7
+    sampled, whole = BatchNorm1d(3, positions=5, dtype=D), BatchNorm1d(3, dtype=D)
+    torch.manual_seed(1)
+    out = sampled(x, mask=mask)
+    torch.manual_seed(1)
+    picked = sample_positions(mask, 5)
+    assert picked.sum() == 5
+    assert torch.allclose(out, whole(x, mask=picked))
+    assert torch.allclose(sampled.running_mean, whole.running_mean)
+    assert torch.equal(sampled.eval()(x), whole.eval()(x))
+    with pytest.raises(ValueError, match="positions"):
+        BatchNorm1d(3, positions=-1)

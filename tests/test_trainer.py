@@ -1,10 +1,13 @@
 """The shared trainer, evaluation, sampling, checkpoints and the loss plot."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from makemore_wavenet.shared import checkpoint
 from makemore_wavenet.shared.config import TrainConfig
+from makemore_wavenet.shared.data import build_names
 from makemore_wavenet.shared.device import resolve_device
 from makemore_wavenet.shared.plots import save_loss_plot, smoothed_log_loss
 from makemore_wavenet.shared.sampling import sample
@@ -58,6 +61,23 @@ def test_calibrated_batchnorm_holds_the_statistics_of_the_whole_split():
     whole = model(X)  # (N, 4), unit scale
     calibrate_batchnorm(model, X, batch_size=1000)  # three parts
     assert not torch.equal(model.eval()(X), whole) and torch.allclose(model(X), whole, atol=1e-2)
+
+
+def test_calibration_counts_every_position_even_where_training_samples_them():
+    """A stage-7 model with bn_positions: calibration takes the statistics of all real positions
+    (the same as the model without sampling), and sampling is back on afterwards."""
+    seven = get_stage(7)
+    X, _ = build_names(["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia"], 8)
+    models = []
+    for positions in (0, 4):
+        torch.manual_seed(0)
+        model = seven.build_model(replace(seven.CONFIG, bn_positions=positions), dtype=torch.float64)
+        calibrate_batchnorm(model, X, batch_size=len(X))
+        models.append(model)
+    whole, sampled = ([m for m in model.modules() if isinstance(m, BatchNorm1d)] for model in models)
+    for a, b in zip(whole, sampled):
+        assert torch.equal(a.running_mean, b.running_mean) and torch.equal(a.running_var, b.running_var)
+        assert b.positions == 4
 
 
 def test_a_recipe_that_calibrates_batchnorm_ends_with_calibrated_statistics(splits_by_block):

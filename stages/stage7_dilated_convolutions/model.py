@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 
 from makemore_wavenet.shared.config import ModelConfig, TrainConfig
-from makemore_wavenet.shared.layers import (BatchNorm1d, CausalConv1d, Embedding, Linear, Sequential, Tanh,
-                                            sample_positions)
+from makemore_wavenet.shared.layers import BatchNorm1d, CausalConv1d, Embedding, Linear, Sequential, Tanh
 
 # in training, each BatchNorm's statistics come from 32 random positions of the batch, as many
 # windows as stage 6's batch holds: that noise is what keeps a model of whole names from fitting
@@ -29,12 +28,11 @@ class CausalWaveNet(Sequential):
     count only the positions that hold a real window, not the padding after a name's end (a batch
     pads its names to the longest). Input position p ends a real window if it is one of the first
     block_size '.'s or holds a letter; after convolutions of dilations summing to s, output i ends
-    at input position i + s. With `bn_positions`, in training, a BatchNorm takes its statistics
-    from that many of those positions, drawn at random (ModelConfig.bn_positions)."""
+    at input position i + s."""
 
-    def __init__(self, layers: list, block_size: int, bn_positions: int = 0):
+    def __init__(self, layers: list, block_size: int):
         super().__init__(layers)
-        self.block_size, self.bn_positions = block_size, bn_positions
+        self.block_size = block_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, block_size + L) -> (B, 1 + L, vocab_size)
         real = x != 0
@@ -43,10 +41,7 @@ class CausalWaveNet(Sequential):
         for layer in self.layers:
             seen += getattr(layer, "dilation", 0)
             if isinstance(layer, BatchNorm1d):
-                mask = real[:, seen:]
-                if self.training and self.bn_positions:
-                    mask = sample_positions(mask, self.bn_positions)
-                x = layer(x, mask=mask)
+                x = layer(x, mask=real[:, seen:])
             else:
                 x = layer(x)
         return x
@@ -60,14 +55,14 @@ def build_model(config: ModelConfig = CONFIG, device=None, dtype=None) -> Sequen
 
     def convolve(fan_in: int, dilation: int) -> list:  # (B, T, fan_in) -> (B, T - dilation, n_hidden)
         return [CausalConv1d(fan_in, c.n_hidden, dilation, bias=False, **kw),
-                BatchNorm1d(c.n_hidden, reduce_time=c.bn_reduce_time, **kw), Tanh()]
+                BatchNorm1d(c.n_hidden, reduce_time=c.bn_reduce_time, positions=c.bn_positions, **kw), Tanh()]
 
     model = CausalWaveNet([
         Embedding(c.vocab_size, c.n_embd, **kw),  # (B, 8 + L) -> (B, 8 + L, n_embd)
         *convolve(c.n_embd, 1),  # -> (B, 7 + L, H)
         *[layer for level in range(1, levels) for layer in convolve(c.n_hidden, 2 ** level)],  # -> (B, 1 + L, H)
         Linear(c.n_hidden, c.vocab_size, **kw),  # -> (B, 1 + L, vocab_size)
-    ], c.block_size, c.bn_positions)
+    ], c.block_size)
     with torch.no_grad():
         model.layers[-1].weight *= 0.1  # last layer: make the first predictions less confident
     return model

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from makemore_wavenet.shared.config import ModelConfig
 from makemore_wavenet.shared.layers import (BatchNorm1d, CausalConv1d, Dropout, Embedding, GatedActivation,
-                                            Linear, Module, Tanh, sample_positions)
+                                            Linear, Module, Tanh)
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Block(Module):
         width = 2 * H if c.gated else H  # a gated unit halves its input: filter and gate
         self.dilation = dilation
         self.conv = CausalConv1d(fan_in, width, dilation, bias=False, **kw)
-        self.norm = BatchNorm1d(width, **kw)
+        self.norm = BatchNorm1d(width, positions=c.bn_positions, **kw)
         self.act = GatedActivation() if c.gated else Tanh()
         self.dropout = Dropout(c.dropout) if c.dropout else None
         self.residual = Linear(H, H, **kw) if residual else None
@@ -84,7 +84,7 @@ class WaveNet(Module):
 
     def __init__(self, c: WaveNetConfig, device=None, dtype=None):
         kw = dict(device=device, dtype=dtype)
-        self.block_size, self.sum_skips, self.bn_positions = c.block_size, c.skip, c.bn_positions
+        self.block_size, self.sum_skips = c.block_size, c.skip
         self.embedding = Embedding(c.vocab_size, c.n_embd, **kw)
         # residual connections where they are used: not in the first block, which changes the width
         # (n_embd -> H), nor in the last when the head reads the skips (its output goes nowhere)
@@ -103,10 +103,7 @@ class WaveNet(Module):
         x, seen, skips = self.embedding(idx), 0, []  # (B, T, n_embd)
         for block in self.blocks:
             seen += block.dilation  # output i of this block ends at input position i + seen
-            mask = real[:, seen:]
-            if self.training and self.bn_positions:  # statistics from a sample of the positions
-                mask = sample_positions(mask, self.bn_positions)
-            x, skip = block(x, mask=mask)  # (B, T - seen, H)
+            x, skip = block(x, mask=real[:, seen:])  # (B, T - seen, H)
             skips.append(skip)
         if self.sum_skips:  # every block's last positions are the same input positions: align right
             x = torch.stack([s[:, s.shape[1] - x.shape[1]:] for s in skips]).sum(0)  # (B, 1 + L, H)
