@@ -6,17 +6,20 @@ downloading another; on a machine without torch, `pip install -e .` brings the d
 (CUDA on Linux). Virtualenvs are reused between runs.
 """
 
+import runpy
 from pathlib import Path
 
 import nox
 
-nox.options.default_venv_backend = "venv"
-nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests"]  # STUDENT: nox.options.sessions = ["grade"]
-
 ROOT = Path(__file__).parent
 SHARED_NAMES = ROOT.parent / "shared" / "data" / "names.txt"  # the course's copy, beside the repo
 VENV = {"venv_params": ["--system-site-packages"]}
+# which edition this is, from its one marker (read as a file: the package is not installed yet)
+STUDENT = runpy.run_path(str(ROOT / "shared" / "edition.py"))["is_student"]()
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["grade"] if STUDENT else ["lint", "tests"]
 
 
 def install(session: nox.Session, *extras: str) -> None:
@@ -26,7 +29,7 @@ def install(session: nox.Session, *extras: str) -> None:
 
 def instructor_only(session: nox.Session) -> None:
     """The student edition has no tests, benchmarks or solutions to release: say so plainly."""
-    if not (ROOT / "tests").is_dir():
+    if STUDENT:
         session.error("this session is for the instructor's edition; students run `nox -s grade`")
 
 
@@ -44,6 +47,14 @@ def tests(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", *session.posargs, env=names_env())
 
 
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check the code with ruff (its settings: [tool.ruff] in pyproject.toml)."""
+    instructor_only(session)
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+
+
 @nox.session(**VENV)
 def train(session: nox.Session) -> None:
     """Train a stage: `nox -s train -- 4 --steps 20000` (see `makemore train --help`)."""
@@ -53,10 +64,10 @@ def train(session: nox.Session) -> None:
 
 @nox.session(**VENV)
 def reproduce(session: nox.Session) -> None:
-    """Train every stage with its full recipe on the compiled path where it can (the plain path
+    """Train every stage with its full recipe on the compiled engine where it can (the plain engine
     otherwise), one process per core; print the wall time and write docs/results.md."""
     install(session)
-    session.run("makemore", "reproduce", "--path", "compiled", "--out", "docs/results.md", *session.posargs,
+    session.run("makemore", "reproduce", "--engine", "compiled", "--out", "docs/results.md", *session.posargs,
                 env=names_env())
 
 
@@ -109,7 +120,8 @@ def calibrate(session: nox.Session) -> None:
     cores; stage 8: about 20 minutes a seed on both cores, `-- --schedule full --stage 8 --seeds 3 --jobs 1`)."""
     instructor_only(session)
     install(session)
-    session.run("python", "-m", "makemore_wavenet.grader", "calibrate", *session.posargs, env=names_env())
+    session.run("python", "-m", "makemore_wavenet.grader", "calibrate", "--out", "grader", *session.posargs,
+                env=names_env())
 
 
 @nox.session(**VENV)

@@ -1,4 +1,8 @@
-"""The grader: exercises, public and hidden checks, the sandbox, the gradebook, leaderboards.
+"""The grader: exercise and stage checks (public; hidden/ for the instructor), the sandbox, grading,
+reports, the gradebook, leaderboards, notebooks, and the student edition's release."""
 
-Not built yet: see the grader issue. The package exists so the layout is complete.
-"""
+from makemore_wavenet.shared.errors import UserError
+
+
+class GraderError(UserError):
+    """What stops the grader, said plainly: not a submission, no calibration, an unreadable notebook."""

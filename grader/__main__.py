@@ -20,14 +20,16 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from makemore_wavenet.shared.data import DataError
+from makemore_wavenet.shared.edition import is_student
+from makemore_wavenet.shared.errors import UserError
+from makemore_wavenet.stages import SCHEDULES, all_stages
 
-from .exercises import STAGES
-from .notebook import NotebookError
+from . import GraderError
+from .grade import Options
 from .sandbox import Limits
+from .thresholds import CALIBRATION_DIR, Thresholds
 
 EXIT_PASS, EXIT_NOT_PASSED, EXIT_USAGE, EXIT_GRADER = 0, 1, 2, 3
-SCHEDULES = ["quick", "full", "challenge"]
 # the rules' 20 minutes of training on 2 cores take about 25 on the sandbox's one thread (a step is
 # 1.26x slower); and room to load and evaluate
 CHALLENGE_SECONDS = 30 * 60
@@ -42,7 +44,7 @@ def cmd_grade(args) -> int:
         print(f"grader: error: {path} is neither a notebook (.ipynb) nor a checkout or student edition "
               "(a folder with shared/ and stages/)", file=sys.stderr)
         return EXIT_GRADER
-    report = grade(path, losses=not args.skip_loss, **grading_options(args))
+    report = grade(path, grading_options(args))
     print(report.table(every_check=args.every_check))
     if report.log.strip() and any(r.status in ("error", "timeout") for r in report.results):
         print("\nThe last of what the code printed (shown as is, never read as a result):")
@@ -66,7 +68,7 @@ def cmd_grade_all(args) -> int:
 
         executor = Client(args.scheduler).get_executor()
     with Gradebook(args.gradebook) as book:
-        stored = grade_many(submissions, book, cohort=args.cohort, executor=executor, **grading_options(args))
+        stored = grade_many(submissions, book, grading_options(args), cohort=args.cohort, executor=executor)
         rows = [[student, f"{(r := book.report(rid)).passed}/{len(r.results)}", f"{100 * r.score:.1f}%"]
                 for student, rid in sorted(stored)]
     print(tabulate(rows, ["student", "checks passed", "score"]))
@@ -79,9 +81,9 @@ def cmd_leaderboard(args) -> int:
     from .leaderboard import leaderboards, render
 
     if not Path(args.gradebook).exists():
-        raise RuntimeError(f"no gradebook at {args.gradebook}: grade a class first (grade-all)")
+        raise GraderError(f"no gradebook at {args.gradebook}: grade a class first (grade-all)")
     with Gradebook(args.gradebook) as book:
-        print(render(leaderboards(book, schedule=args.schedule, cohort=args.cohort, stages=args.stage),
+        print(render(leaderboards(book, schedule=args.schedule, cohort=args.cohort, stages=tuple(args.stage)),
                      args.format), end="")
     return EXIT_PASS
 
@@ -98,7 +100,6 @@ def cmd_release(args) -> int:
 
 def cmd_calibrate(args) -> int:
     from .calibrate import calibrate, write
-    from .grade import hidden_tier
 
     if args.seeds < 3:
         print("grader: error: --seeds must be at least 3: the threshold is a prediction bound from their spread",
@@ -107,29 +108,28 @@ def cmd_calibrate(args) -> int:
     if args.jobs is not None and args.jobs < 1:
         print(f"grader: error: --jobs must be at least 1, got {args.jobs}", file=sys.stderr)
         return EXIT_USAGE
-    hidden = hidden_tier()
-    if hidden is None:
-        raise RuntimeError("calibrate is for the instructor's edition: it writes the hidden test thresholds")
+    if is_student():
+        raise GraderError("calibrate is for the instructor's edition: it trains on the test split")
     seeds = tuple(range(1, args.seeds + 1))
-    losses = calibrate(args.schedule, seeds, tuple(args.stage), names=args.names, jobs=args.jobs)
+    losses = calibrate(args.schedule, tuple(args.stage), seeds, names=args.names, jobs=args.jobs)
     rows = [[n, f"{statistics.fmean(v['val']):.4f}", f"{statistics.stdev(v['val']):.4f}",
              f"{statistics.fmean(v['test']):.4f}", f"{statistics.stdev(v['test']):.4f}",
              f"{max(v['seconds']) / 60:.1f}"] for n, v in losses.items()]
     print(tabulate(rows, ["stage", "val mean", "val std", "test mean", "test std", "longest run, minutes"],
                    disable_numparse=True))
-    for path in write(losses, args.schedule, seeds, Path(hidden.__file__).parent):
+    for path in write(losses, args.schedule, seeds, Path(args.out)):
         print(f"wrote {path}")
     return EXIT_PASS
 
 
-def add_grading_options(p: argparse.ArgumentParser, tier: str, schedule: str) -> None:
+def add_grading_options(p: argparse.ArgumentParser, tier: str, schedule: str, stages: list[int]) -> None:
     p.add_argument("--tier", choices=["public", "hidden"], default=tier,
                    help="public: the checks students run; hidden: public plus the instructor's hidden checks")
     p.add_argument("--schedule", choices=SCHEDULES, default=schedule,
                    help="loss checks: quick (1/40 of each stage's recipe, its own thresholds), full (the recipe), "
                    "or challenge (stage 8 only: the submission's own challenge.toml, which must beat the lecture's "
                    f"model within {CHALLENGE_SECONDS // 60} minutes)")
-    p.add_argument("--stage", type=int, nargs="+", choices=STAGES, default=list(STAGES),
+    p.add_argument("--stage", type=int, nargs="+", choices=stages, default=stages,
                    metavar="N", help="grade only these stages")
     p.add_argument("--retrain", action="store_true", help="train even where a valid checkpoint exists")
     p.add_argument("--names", help="names file for training and val (default: $MAKEMORE_NAMES or data/names.txt)")
@@ -137,13 +137,16 @@ def add_grading_options(p: argparse.ArgumentParser, tier: str, schedule: str) ->
     p.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help=f"seconds allowed per check "
                    f"(default: {Limits.seconds:g}; {CHALLENGE_SECONDS} on the challenge schedule)")
     p.add_argument("--memory", type=int, default=Limits.memory_mb, help="memory limit of each sandbox, MB")
+    p.add_argument("--calibration", default=str(CALIBRATION_DIR), help="the calibration folder the thresholds come "
+                   "from: calibration.json (val) and hidden/calibration.json (test), as `calibrate --out` writes them")
 
 
-def grading_options(args) -> dict:
-    """grade()'s keyword arguments from the options add_grading_options defines."""
+def grading_options(args) -> Options:
+    """The grading Options from what add_grading_options defines."""
     timeout = getattr(args, "timeout", CHALLENGE_SECONDS if args.schedule == "challenge" else Limits.seconds)
-    return dict(tier=args.tier, schedule=args.schedule, stages=tuple(args.stage), retrain=args.retrain,
-                names=args.names, test_names=args.test_names, limits=Limits(seconds=timeout, memory_mb=args.memory))
+    return Options(tier=args.tier, schedule=args.schedule, stages=tuple(args.stage), retrain=args.retrain,
+                   losses=not getattr(args, "skip_loss", False), names=args.names, test_names=args.test_names,
+                   limits=Limits(seconds=timeout, memory_mb=args.memory), thresholds=Thresholds(Path(args.calibration)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,11 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fmt = argparse.ArgumentDefaultsHelpFormatter
+    stages = list(all_stages())
 
     p = sub.add_parser("grade", help="grade a checkout, a student edition or a notebook", formatter_class=fmt,
                        description="Run the exercise checks and each stage's loss check; print a table.")
     p.add_argument("path", nargs="?", default=".", help="the checkout, student edition or .ipynb to grade")
-    add_grading_options(p, tier="public", schedule="quick")
+    add_grading_options(p, tier="public", schedule="quick", stages=stages)
     p.add_argument("--skip-loss", action="store_true", help="only the exercise checks: no training, in seconds")
     p.add_argument("--json", help="also write the report as JSON to this file")
     p.add_argument("--every-check", action="store_true", help="one row per check instead of per exercise")
@@ -167,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="one subfolder per student, named by the student's id")
     p.add_argument("--gradebook", default="gradebook.db", help="the SQLite gradebook to add the reports to")
     p.add_argument("--cohort", default="", help="cohort label stored with every report (e.g. 2026-fall)")
-    add_grading_options(p, tier="hidden", schedule="full")
+    add_grading_options(p, tier="hidden", schedule="full", stages=stages)
     p.add_argument("--scheduler", help="grade on a Dask cluster: the scheduler's address (tcp://host:8786); "
                    "needs `pip install distributed`. Default: local processes, one per core")
     p.set_defaults(func=cmd_grade_all)
@@ -180,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=SCHEDULES, help="only reports graded with this schedule (challenge: "
                    "the stage-8 challenge's boards)")
     p.add_argument("--cohort", help="only this cohort")
-    p.add_argument("--stage", type=int, nargs="+", choices=STAGES, default=list(STAGES), metavar="N")
+    p.add_argument("--stage", type=int, nargs="+", choices=stages, default=stages, metavar="N")
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("release", help="write the student edition", formatter_class=fmt,
@@ -191,11 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="set the loss thresholds from the master over many seeds",
                        formatter_class=fmt, description="Train the master's stages under --seeds seeds at once "
-                       "(one stacked model), then store each seed's val loss in grader/calibration.json and test "
-                       "loss in grader/hidden/calibration.json; a threshold is their 99.9% prediction bound.")
+                       "(one stacked model), then store each seed's val loss in OUT/calibration.json and test "
+                       "loss in OUT/hidden/calibration.json; a threshold is their 99.9% prediction bound.")
+    p.add_argument("--out", required=True, help="the calibration folder to write (the grader's own: grader/ in the "
+                   "instructor's checkout; any other is read with grade --calibration)")
     p.add_argument("--schedule", choices=["quick", "full"], default="quick")
     p.add_argument("--seeds", type=int, default=8, help="seeds 1..N (at least 3)")
-    p.add_argument("--stage", type=int, nargs="+", choices=STAGES, default=list(STAGES), metavar="N")
+    p.add_argument("--stage", type=int, nargs="+", choices=stages, default=stages, metavar="N")
     p.add_argument("--names", help="names file (default: $MAKEMORE_NAMES or data/names.txt)")
     p.add_argument("--jobs", type=int, help="stages 7-8 (plain path): seeds trained at once, sharing the cores as "
                    "threads (default: one per core, one thread each; 1: one at a time on every core)")
@@ -207,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, NotebookError, RuntimeError) as err:
+    except UserError as err:  # what the user can fix; anything else is a bug and shows its traceback
         print(f"grader: error: {err}", file=sys.stderr)
         return EXIT_GRADER
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from . import GraderError
+from .grade import Options
 from .gradebook import Gradebook
 from .report import CheckResult, Report
 
@@ -24,19 +26,19 @@ def find_submissions(folder: str | Path) -> list[tuple[str, Path]]:
     """(student, path) for every submission in `folder`: each subfolder is one student's work."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise RuntimeError(f"{folder} is not a folder of submissions")
+        raise GraderError(f"{folder} is not a folder of submissions")
     subs = [(p.name, p) for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
     if not subs:
-        raise RuntimeError(f"{folder} holds no submissions (one subfolder per student)")
+        raise GraderError(f"{folder} holds no submissions (one subfolder per student)")
     return subs
 
 
-def grade_one(student: str, path: Path, options: dict) -> Report:
+def grade_one(student: str, path: Path, options: Options) -> Report:
     """grade(), never raising: a failure of the grader on this submission becomes its report."""
     from .grade import grade
 
     try:
-        report = grade(path, **options)
+        report = grade(path, options)
     except Exception as err:
         report = error_report(path, options, f"the grader could not grade this submission: "
                               f"{type(err).__name__}: {err}", log=traceback.format_exc()[-2000:])
@@ -44,15 +46,14 @@ def grade_one(student: str, path: Path, options: dict) -> Report:
     return report
 
 
-def error_report(path: Path, options: dict, message: str, log: str = "") -> Report:
+def error_report(path: Path, options: Options, message: str, log: str = "") -> Report:
     """The report of a submission that could not be graded at all: one check, an error."""
-    tier = options.get("tier", "public")
-    return Report(str(path), tier, options.get("schedule", "quick"),
-                  [CheckResult("submission", "grading", tier, "error", message)], log=log)
+    return Report(str(path), options.tier, options.schedule,
+                  [CheckResult(None, "submission", "grading", options.tier, "error", message)], log=log)
 
 
-def grade_many(submissions: list[tuple[str, Path]], gradebook: Gradebook, cohort: str = "",
-               executor: Executor | None = None, progress: bool = True, **options) -> list[tuple[str, int]]:
+def grade_many(submissions: list[tuple[str, Path]], gradebook: Gradebook, options: Options = Options(),
+               cohort: str = "", executor: Executor | None = None, progress: bool = True) -> list[tuple[str, int]]:
     """Grade every (student, path) and store each report; returns (student, report id) pairs."""
     own = executor is None
     if own:

@@ -9,122 +9,128 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from makemore_wavenet.shared import checkpoint as ckpt_io
-from makemore_wavenet.shared.config import TrainConfig
+from makemore_wavenet.shared.config import Runtime
 from makemore_wavenet.shared.data import build_dataset, build_names, load_splits, load_words, names_path
+from makemore_wavenet.shared.edition import is_student
+from makemore_wavenet.shared.errors import ConfigError
 from makemore_wavenet.shared.trainer import cross_entropy
-from makemore_wavenet.stages import get_stage
-from makemore_wavenet.stages.stage8_challenge.entry import EntryError, load_entry
+from makemore_wavenet.stages import Plan, all_stages, checkpoint_path, get_stage, plan
 
-from . import notebook, probes
+from . import GraderError, notebook
 from .checks import PUBLIC_SEED, PUBLIC_SIZES, Check, compare, exercise_checks
-from .exercises import CHALLENGE_ENTRY, CHALLENGE_STAGE, STAGES
-from .report import CheckResult, Report
+from .exercises import challenge_stage
+from .probes import notebook_logits, stage_logits
+from .report import CheckResult, Loss, Report
 from .sandbox import Call, Limits, run_calls
-from .thresholds import schedule_config, val_threshold
+from .thresholds import Thresholds
 
-EXPECTED_FILE = Path(__file__).resolve().parent / "expected" / "public.pt"  # written into the student edition
-STAGE_BY_PARAMS = {12_097: 2, 22_097: 3, 22_397: 5, 76_579: 6}  # a lecture notebook's model, by its size
+EXPECTED_FILE = Path(__file__).resolve().parent / "expected" / "public.pt"  # the student edition's references
+GRADER_SEED = Runtime().seed  # every loss check trains with the lecture's seed
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to grade a submission: what the command line says, passed whole to every grading worker."""
+
+    tier: str = "public"  # "public", or "hidden": public and hidden checks
+    schedule: str = "quick"  # "quick", "full" or "challenge" (stages.plan)
+    stages: tuple[int, ...] = ()  # the stages to grade; () every one
+    retrain: bool = False  # train even where a valid checkpoint exists
+    losses: bool = True  # the loss checks (training); False: exercise checks only
+    names: str | None = None  # the names file for training and val
+    test_names: str | None = None  # hidden tier: a private file whose every name is a test example
+    limits: Limits = field(default_factory=Limits)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    def graded_stages(self) -> tuple[int, ...]:
+        if self.schedule == "challenge":
+            return (challenge_stage().number,)
+        return self.stages or tuple(all_stages())
 
 
 def hidden_tier():
-    """The hidden package, or None in the student edition."""
-    try:
-        from . import hidden
-    except ImportError:
-        return None
+    """The hidden package: not part of the student edition."""
+    if is_student():
+        raise GraderError("the hidden checks are not part of this edition: grade with --tier public")
+    from . import hidden
+
     return hidden
 
 
-def checks_for(tier: str, stages=STAGES) -> list[Check]:
+def checks_for(tier: str, stages=None) -> list[Check]:
     checks = exercise_checks("public", PUBLIC_SEED, PUBLIC_SIZES)
     if tier == "hidden":
-        hidden = hidden_tier()
-        if hidden is None:
-            raise RuntimeError("the hidden checks are not part of this edition: grade with --tier public")
-        checks += hidden.hidden_checks()
-    return [c for c in checks if _stage_of(c.exercise) in stages]
-
-
-def _stage_of(exercise: str) -> int:
-    return int(exercise.split()[-1]) if exercise.startswith("stage") else int(exercise.split(".")[0])
+        checks += hidden_tier().hidden_checks()
+    return [c for c in checks if stages is None or c.stage in stages]
 
 
 def check_key(check: Check) -> str:
-    return f"{check.tier}|{check.exercise}|{check.name}"
+    return f"{check.tier}|{check.row}|{check.name}"
 
 
 def reference_values(checks: list[Check]) -> dict:
     """What the reference returns for each check: shipped with the student edition, else computed
     here from the master sources (this process imports the master's packages)."""
-    shipped = torch.load(EXPECTED_FILE, weights_only=True) if EXPECTED_FILE.exists() else {}
-    values = {}
-    for check in checks:
-        key = check_key(check)
-        values[key] = shipped[key] if key in shipped else getattr(probes, check.call.probe)(**check.call.kwargs)
-    return values
+    if is_student():
+        shipped = torch.load(EXPECTED_FILE, weights_only=True)
+        return {check_key(c): shipped[check_key(c)] for c in checks}
+    return {check_key(c): c.call.probe(**c.call.kwargs) for c in checks}
 
 
-def grade(submission: str | Path, tier: str = "public", schedule: str = "quick", stages=STAGES,
-          retrain: bool = False, losses: bool = True, names: str | Path | None = None,
-          test_names: str | Path | None = None, limits: Limits = Limits(), references: dict | None = None) -> Report:
+def grade(submission: str | Path, options: Options = Options(), references: dict | None = None) -> Report:
     """Grade a checkout, a student edition, or a notebook (.ipynb). The challenge schedule grades
-    stage 8 alone, trained with the submission's own challenge.toml."""
+    its stage alone, trained with the submission's own entry file."""
     submission = Path(submission).resolve()
-    if schedule == "challenge":
-        stages = (CHALLENGE_STAGE,)
     start = time.perf_counter()
     files = None
     if submission.suffix == ".ipynb":
-        checks, stages = _notebook_plan(submission, tier)
-        files = {"names.txt": Path(names) if names else names_path()}  # lecture-style notebooks open it
+        checks, stages = _notebook_plan(submission, options.tier)
+        files = {"names.txt": Path(options.names) if options.names else names_path()}  # lecture notebooks open it
     else:
-        checks = checks_for(tier, stages)
+        stages = options.graded_stages()
+        checks = checks_for(options.tier, stages)
     references = references if references is not None else reference_values(checks)
-    try:
-        loss_calls, loss_jobs = _loss_calls(submission, tier, schedule, stages if losses else (), retrain, names,
-                                            test_names)
-        entry_problem = []
-    except EntryError as err:  # the challenge.toml: say what is wrong with it, keep the other checks
-        loss_calls, loss_jobs = [], []
-        entry_problem = [CheckResult(f"stage {CHALLENGE_STAGE}", "the challenge entry", "public", "error", str(err))]
-    outcomes, log = run_calls(submission, [c.call for c in checks] + loss_calls, limits, files=files)
-    results = [_judge(check, references[check_key(check)], outcome)
-               for check, outcome in zip(checks, outcomes)] + entry_problem
-    if submission.suffix == ".ipynb" and (problems := notebook.program(submission)[1]):
-        results.append(CheckResult("notebook", "every code cell parses", "public", "error", "; ".join(problems)))
+    loss_calls, loss_jobs, problems = _loss_calls(submission, options, stages if options.losses else ())
+    outcomes, log = run_calls(submission, [c.call for c in checks] + loss_calls, options.limits, files=files)
+    results = [_judge(check, references[check_key(check)], outcome) for check, outcome in zip(checks, outcomes)]
+    results += problems
+    if submission.suffix == ".ipynb" and (unparsed := notebook.program(submission)[1]):
+        results.append(CheckResult(None, "notebook", "every code cell parses", "public", "error", "; ".join(unparsed)))
+    report = Report(submission=str(submission), tier=options.tier, schedule=options.schedule, results=results,
+                    log=log, test_source=str(options.test_names) if options.test_names else "course split")
     for job, outcome in zip(loss_jobs, outcomes[len(checks):]):
-        results += _judge_losses(job, outcome, schedule)
-    return Report(submission=str(submission), tier=tier, schedule=schedule, results=results,
-                  seconds=time.perf_counter() - start, log=log,
-                  test_source=str(test_names) if test_names else "course split")
+        _judge_losses(job, outcome, options, report)
+    report.seconds = time.perf_counter() - start
+    return report
 
 
 def _notebook_plan(path: Path, tier: str) -> tuple[list[Check], tuple]:
     """The checks of the exercises the notebook defines, and the stage whose loss it answers for:
     None for a lecture-style notebook with its own `model` (the stage is read off its size)."""
     names = notebook.defined_names(path)
-    covered = {ex for ex, (_, name) in notebook.exercise_targets().items() if name in names}
+    targets = notebook.exercise_targets()
+    covered = {ex for ex, (_, name) in targets.items() if name in names}
     lecture_style = "model" in names and "build_model" not in names
     stage = None if lecture_style else notebook.stage_from_name(path)
     if stage is None and not lecture_style:
         stage = max((int(ex.split(".")[0]) for ex in covered), default=None)
-    checks = [c for c in checks_for(tier) if c.exercise in covered or c.exercise == f"stage {stage}"]
+    checks = [c for c in checks_for(tier) if c.exercise in covered or (c.stage == stage and not c.exercise)]
     if not notebook.accepts(path, "BatchNorm1d", "reduce_time"):  # the lecture's BatchNorm: always fixed
-        checks = [c for c in checks if not (c.call.probe == "batchnorm" and not c.call.kwargs["reduce_time"])]
+        checks = [c for c in checks if not (c.call.probe.__name__ == "batchnorm" and not c.call.kwargs["reduce_time"])]
     if not checks and stage is None and not lecture_style:
-        raise RuntimeError(f"{path} defines none of the exercises ({', '.join(sorted(notebook.exercise_targets()))}) "
-                           "and no model: nothing to grade")
+        raise GraderError(f"{path} defines none of the exercises ({', '.join(sorted(targets))}) and no model: "
+                          "nothing to grade")
     return checks, (stage,) if stage or lecture_style else ()
 
 
 def _judge(check: Check, expected, outcome) -> CheckResult:
-    base = dict(exercise=check.exercise, check=check.name, tier=check.tier)
+    base = dict(stage=check.stage, row=check.row, check=check.name, tier=check.tier)
     if outcome.status != "ok":
         return CheckResult(**base, status=outcome.status, message=outcome.message)
     problem = compare(expected, outcome.value)
@@ -133,54 +139,64 @@ def _judge(check: Check, expected, outcome) -> CheckResult:
     return CheckResult(**base, status="fail", message=problem + (f". Hint: {check.hint}" if check.hint else ""))
 
 
-def _loss_calls(submission: Path, tier: str, schedule: str, stages, retrain: bool, names, test_names):
-    """One logits call per stage, and what the parent needs to judge each. A stage of None is a
-    lecture-style notebook's own model, of the notebook's block_size."""
-    calls, jobs = [], []
+def _loss_calls(submission: Path, options: Options, stages) -> tuple[list[Call], list[dict], list[CheckResult]]:
+    """One logits call per stage, what the parent needs to judge each, and an error row for each
+    stage whose plan cannot be made (a broken entry file). A stage of None is a lecture-style
+    notebook's own model, of the notebook's block_size."""
+    calls, jobs, problems = [], [], []
     for stage in stages:
         if stage is None:  # a lecture notebook trains with the lecture's recipe
-            model_config, config = None, schedule_config(schedule, 1)
+            the_plan = plan(1, "full" if options.schedule == "full" else "quick")
             block_size, whole_names = notebook.literal(submission, "block_size") or 3, False
         else:
-            model_config, config = stage_plan(submission, schedule, stage)
-            block_size, whole_names = model_config.block_size, model_config.whole_names
-        splits = _splits(block_size, str(Path(names) if names else names_path()), whole_names)
+            try:
+                the_plan = _stage_plan(submission, options.schedule, stage)
+            except ConfigError as err:  # the entry file: say what is wrong with it, keep the other checks
+                s = get_stage(stage)
+                problems.append(CheckResult(stage, s.row, "the challenge entry", "public", "error", str(err)))
+                continue
+            block_size, whole_names = the_plan.model.block_size, the_plan.model.whole_names
+        splits = _splits(block_size, str(Path(options.names) if options.names else names_path()), whole_names)
         targets = {"val": splits["val"]}
-        if tier == "hidden":
+        if options.tier == "hidden":
             build = build_names if whole_names else build_dataset
-            targets["test"] = build(load_words(test_names), block_size) if test_names else splits["test"]
-        common = {"train_x": splits["train"][0], "train_y": splits["train"][1],
-                  "eval_x": [x for x, _ in targets.values()], "recipe": asdict(config)}
+            targets["test"] = build(load_words(options.test_names), block_size) if options.test_names else splits["test"]
+        common = {"train_x": splits["train"][0], "train_y": splits["train"][1], "seed": GRADER_SEED,
+                  "eval_x": [x for x, _ in targets.values()], "recipe": asdict(the_plan.recipe)}
+        steps = f"{the_plan.recipe.steps:,} steps"
         if stage is None:
-            calls.append(Call("notebook_logits", common))
-            source = f"the notebook's own model, trained with the grader's schedule ({config.steps:,} steps)"
+            calls.append(Call(notebook_logits, common))
+            source = f"the notebook's own model, trained with the grader's schedule ({steps})"
         else:
-            # the challenge always trains: its time limit is part of the rules, and no checkpoint can prove it
-            fresh = retrain or submission.suffix == ".ipynb" or schedule == "challenge"
-            ckpt = "" if fresh else _valid_checkpoint(submission, stage, config)
-            # the submission's own CONFIG, but on the challenge schedule: the model its challenge.toml names
-            own = asdict(model_config) if schedule == "challenge" else None
-            calls.append(Call("stage_logits", {"stage": stage, "checkpoint": ckpt, "model_config": own, **common}))
-            trained = (f"trained with its {CHALLENGE_ENTRY} ({config.steps:,} steps, the grader's seed)"
-                       if schedule == "challenge" else f"trained with the grader's schedule ({config.steps:,} steps)")
-            source = "from the submission's checkpoint" if ckpt else trained
+            calls.append(_stage_call(submission, options, the_plan, common))
+            source = ("from the submission's checkpoint" if calls[-1].kwargs["checkpoint"] else
+                      f"trained with its {the_plan.stage.entry_file} ({steps}, the grader's seed)"
+                      if options.schedule == "challenge" else f"trained with the grader's schedule ({steps})")
         jobs.append({"stage": stage, "targets": {k: y for k, (_, y) in targets.items()}, "source": source})
-    return calls, jobs
+    return calls, jobs, problems
 
 
-def stage_plan(submission: Path, schedule: str, stage: int):
-    """The model config and recipe the grader trains a stage with: the stage's CONFIG and the
-    master's recipe, on the quick or full schedule; on the challenge schedule (stage 8), the
-    submission's own entry, under the grader's seed. An entry is data (TOML), so the parent reads
-    it without running its code."""
+def _stage_call(submission: Path, options: Options, the_plan: Plan, common: dict) -> Call:
+    # the challenge always trains: its time limit is part of the rules, and no checkpoint can prove it
+    fresh = options.retrain or submission.suffix == ".ipynb" or options.schedule == "challenge"
+    ckpt = "" if fresh else _valid_checkpoint(submission, the_plan)
+    # the submission's own CONFIG, but on the challenge schedule: the model its entry file names
+    own = asdict(the_plan.model) if options.schedule == "challenge" else None
+    return Call(stage_logits, {"stage": the_plan.stage.number, "checkpoint": ckpt, "model_config": own, **common})
+
+
+def _stage_plan(submission: Path, schedule: str, stage: int) -> Plan:
+    """The plan the grader trains a stage with: the stage's CONFIG and the master's recipe, on
+    the quick or full schedule; on the challenge schedule, the submission's own entry file (data:
+    the parent reads it without running its code), under the grader's seed."""
+    s = get_stage(stage)
     if schedule != "challenge":
-        return get_stage(stage).CONFIG, schedule_config(schedule, stage)
-    path = submission / CHALLENGE_ENTRY
+        return plan(s, schedule)
+    path = submission / s.entry_file
     if not path.is_file():
-        raise EntryError(f"{submission} has no {CHALLENGE_ENTRY}: the challenge trains the submission's own entry. "
-                         f"Start from a copy of one of stages/stage8_challenge/entries/*.toml")
-    model_config, recipe = load_entry(path)
-    return model_config, replace(recipe, seed=TrainConfig().seed, device="cpu", path="plain")
+        raise ConfigError(f"{submission} has no {s.entry_file}: the challenge trains the submission's own entry. "
+                          f"Start from a copy of one of stages/{s.name}/entries/*.toml")
+    return plan(s, schedule, entry=path)
 
 
 @functools.lru_cache(maxsize=4)
@@ -189,39 +205,47 @@ def _splits(block_size: int, names: str, whole_names: bool) -> dict:
     return load_splits(block_size, path=names, whole_names=whole_names)
 
 
-def _valid_checkpoint(submission: Path, stage: int, config) -> str:
-    """The student's checkpoint for `stage` if it was trained with this schedule, else ''."""
-    path = submission / "runs" / f"stage{stage}" / "checkpoint.pt"
+def _valid_checkpoint(submission: Path, the_plan: Plan) -> str:
+    """The student's checkpoint for the plan's stage if it was trained with this recipe and the
+    grader's seed, else ''."""
+    path = checkpoint_path(the_plan.stage.number, submission / "runs")
     try:
         ckpt = ckpt_io.load(path)
     except ckpt_io.CheckpointError:
         return ""
-    recipe = lambda c: {k: v for k, v in asdict(c).items() if k not in ("device", "path")}  # noqa: E731
-    same = recipe(ckpt["train_config"]) == recipe(config)
-    return str(path) if ckpt.get("stage") == stage and same else ""
+    same = ckpt["recipe"] == the_plan.recipe and ckpt["runtime"].seed == GRADER_SEED
+    return str(path) if ckpt.get("stage") == the_plan.stage.number and same else ""
 
 
-def _judge_losses(job: dict, outcome, schedule: str) -> list[CheckResult]:
-    stage, results = job["stage"], []
+def stage_for_params(params: int | None) -> int | None:
+    """The lecture's stage a model of `params` parameters is: the last of the stages that size."""
+    return max((s.number for s in all_stages().values() if not s.bar and s.lecture.params == params), default=None)
+
+
+def _judge_losses(job: dict, outcome, options: Options, report: Report) -> None:
+    stage = job["stage"]
     if stage is None:  # a lecture-style notebook: which stage its model is, from its size
         params = outcome.value.get("params") if outcome.status == "ok" else None
-        stage = STAGE_BY_PARAMS.get(params)
+        stage = stage_for_params(params)
         if stage is None:
             status = "fail" if outcome.status == "ok" else outcome.status
+            sizes = sorted({s.lecture.params for s in all_stages().values()})
             message = (f"the notebook's model has {params:,} parameters, which matches no stage "
-                       f"({', '.join(f'{p:,}' for p in STAGE_BY_PARAMS)})") if params else outcome.message
-            return [CheckResult("notebook", "model size and loss", "public", status, message)]
-    exercise = "6.1" if stage == 6 else f"stage {stage}"
+                       f"({', '.join(f'{p:,}' for p in sizes)})") if params else outcome.message
+            report.results.append(CheckResult(None, "notebook", "model size and loss", "public", status, message))
+            return
+    row = get_stage(stage).row
     for i, (split, y) in enumerate(job["targets"].items()):
         tier = "public" if split == "val" else "hidden"
         try:
-            limit = val_threshold(schedule, stage) if split == "val" else hidden_tier().test_threshold(schedule, stage)
-        except RuntimeError as err:  # no calibration for this stage and schedule: say so, keep the rest
-            results.append(CheckResult(exercise, f"{split} loss ({schedule} schedule)", tier, "error", str(err)))
+            limit = options.thresholds.limit(split, options.schedule, stage)
+        except GraderError as err:  # no calibration for this stage and schedule: say so, keep the rest
+            report.results.append(CheckResult(stage, row, f"{split} loss ({options.schedule} schedule)", tier,
+                                              "error", str(err)))
             continue
-        base = dict(exercise=exercise, check=f"{split} loss <= {limit:.4f} ({schedule} schedule)", tier=tier)
+        base = dict(stage=stage, row=row, check=f"{split} loss <= {limit:.4f} ({options.schedule} schedule)", tier=tier)
         if outcome.status != "ok":
-            results.append(CheckResult(**base, status=outcome.status, message=outcome.message))
+            report.results.append(CheckResult(**base, status=outcome.status, message=outcome.message))
             continue
         try:
             logits = outcome.value["logits"][i]
@@ -229,7 +253,7 @@ def _judge_losses(job: dict, outcome, schedule: str) -> list[CheckResult]:
                 raise ValueError(f"expected logits of shape {(*y.shape, 27)}, got {tuple(logits.shape)}")
             loss = cross_entropy(logits.double(), y).item()
         except Exception as err:
-            results.append(CheckResult(**base, status="error", message=f"unusable logits: {err}"))
+            report.results.append(CheckResult(**base, status="error", message=f"unusable logits: {err}"))
             continue
         ok = loss <= limit  # NaN fails too
         message = f"{split} {loss:.4f}, {job['source']}"
@@ -237,8 +261,8 @@ def _judge_losses(job: dict, outcome, schedule: str) -> list[CheckResult]:
             message += (f"; the threshold is {limit:.4f}. A loss near 3.30 = -log(1/27) means the model "
                         "predicts nothing: constant logits, or no learning" if loss > 3.2 else
                         f"; the threshold is {limit:.4f}")
-        results.append(CheckResult(**base, status="pass" if ok else "fail", message=message, value=loss))
-    return results
+        report.results.append(CheckResult(**base, status="pass" if ok else "fail", message=message, value=loss))
+        report.losses.append(Loss(stage, split, loss))
 
 
 def ship_expected(out_root: Path) -> Path:
@@ -248,4 +272,3 @@ def ship_expected(out_root: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(reference_values(checks), path)
     return path
-

@@ -14,7 +14,6 @@ import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .exercises import STAGES
 from .report import Report
 
 SCHEMA = """
@@ -79,8 +78,8 @@ class Gradebook:
                 "report_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (student, cohort, datetime.now(timezone.utc).isoformat(timespec="seconds"), report.tier,
                  report.schedule, report.passed, len(report.results), report.seconds, report.to_json()))
-            rows = [(cur.lastrowid, stage, split, loss) for stage in STAGES for split in ("val", "test")
-                    if (loss := report.loss(stage, split)) is not None and loss == loss]  # no NaN
+            rows = [(cur.lastrowid, loss.stage, loss.split, loss.value) for loss in report.losses
+                    if loss.value == loss.value]  # no NaN
             self.db.executemany("INSERT INTO losses VALUES (?, ?, ?, ?)", rows)
         return cur.lastrowid
 

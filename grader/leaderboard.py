@@ -9,7 +9,9 @@ import io
 
 from tabulate import tabulate
 
-from .exercises import CHALLENGE_STAGE, STAGES
+from makemore_wavenet.stages import all_stages
+
+from .exercises import challenge_stage
 from .gradebook import Gradebook
 
 BOARDS = (("public", "val"), ("private", "test"))
@@ -17,10 +19,11 @@ HEADERS = ["rank", "student", "cohort", "loss"]
 
 
 def leaderboards(book: Gradebook, schedule: str | None = None, cohort: str | None = None,
-                 stages=STAGES) -> list[dict]:
+                 stages=None) -> list[dict]:
     """[{stage, board, split, rows: [[rank, pseudonym, cohort, loss], ...]}], best first."""
     if schedule == "challenge":
-        stages = (CHALLENGE_STAGE,)
+        stages = (challenge_stage().number,)
+    stages = stages or tuple(all_stages())
     latest = book.latest(schedule=schedule, cohort=cohort)
     who = {r["id"]: r for r in latest}
     boards = []

@@ -5,17 +5,26 @@ trusted parent against the reference (the master sources); a check compares the 
 import the package lazily, so the child can point `makemore_wavenet.shared` and `.stages` at the
 submission first. Inputs come from the caller, so hidden checks use inputs the student never sees.
 Every return value must load with `torch.load(weights_only=True)`: tensors, numbers, strings,
-and lists, tuples and dicts of them.
+and lists, tuples and dicts of them. A probe crosses to the child by the name it is registered
+under (`@probe`), the only names the child will run.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import asdict
+from typing import Callable
 
 import torch
 
 NOTEBOOK: dict = {}  # a notebook submission's namespace, when the child runs one
+PROBES: dict[str, Callable[..., dict]] = {}  # every probe, by the stable name the child knows it by
+
+
+def probe(fn: Callable[..., dict]) -> Callable[..., dict]:
+    """Register a probe under its function's name."""
+    PROBES[fn.__name__] = fn
+    return fn
 
 
 @contextmanager
@@ -62,13 +71,15 @@ def _shapes(model) -> list[tuple]:
     return [tuple(layer.out.shape) for layer in model.layers]
 
 
+@probe
 def stage_config(stage: int) -> dict:
     from makemore_wavenet.stages import count_parameters, get_stage
 
     s = get_stage(stage)
-    return {**asdict(s.CONFIG), "params": count_parameters(s.build_model(s.CONFIG, device="meta"))}
+    return {**asdict(s.config), "params": count_parameters(s.build_model(s.config, device="meta"))}
 
 
+@probe
 def init_scales(stage: int, seed: int) -> dict:
     """std(W) * sqrt(fan_in) of every Linear in the freshly built model: about 1, and about 0.1
     for the last layer, when weights are randn / sqrt(fan_in) and the last is scaled by 0.1."""
@@ -76,25 +87,27 @@ def init_scales(stage: int, seed: int) -> dict:
 
     s = get_stage(stage)
     torch.manual_seed(seed)
-    model = s.build_model(s.CONFIG)
+    model = s.build_model(s.config)
     kinds = tuple(getattr(_layers(), name) for name in ("Linear", "CausalConv1d") if hasattr(_layers(), name))
     linears = [m for m in model.modules() if isinstance(m, kinds)]
     return {"weight_scales": torch.tensor([m.weight.std().item() * m.weight.shape[0] ** 0.5 for m in linears],
                                           dtype=torch.float64)}
 
 
+@probe
 def mlp_forward(x: torch.Tensor, training: bool, seed: int) -> dict:
     from makemore_wavenet.stages import get_stage
 
     s = get_stage(1)
     torch.manual_seed(seed)
     with float64():
-        model = s.build_model(s.CONFIG).train(training)
+        model = s.build_model(s.config).train(training)
         if not training:
-            model.layers[1].running_mean = torch.randn(1, s.CONFIG.n_hidden)
+            model.layers[1].running_mean = torch.randn(1, s.config.n_hidden)
         return {"logits": model(x)}
 
 
+@probe
 def sgd_step(x: torch.Tensor, y: torch.Tensor, lr: float, seed: int) -> dict:
     from makemore_wavenet.shared.trainer import sgd_step as step
 
@@ -107,6 +120,7 @@ def sgd_step(x: torch.Tensor, y: torch.Tensor, lr: float, seed: int) -> dict:
             "params": [p.detach().clone() for p in params]}
 
 
+@probe
 def evaluate(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> dict:
     from makemore_wavenet.shared.trainer import evaluate as ev
 
@@ -115,16 +129,19 @@ def evaluate(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> di
     return {"loss": float(loss), "grad_enabled_after": torch.is_grad_enabled()}
 
 
+@probe
 def embedding(ix: torch.Tensor, seed: int) -> dict:
     torch.manual_seed(seed)
     with float64():
         return {"out": _layers().Embedding(27, 5)(ix)}
 
 
+@probe
 def flatten(x: torch.Tensor) -> dict:
     return {"out": _layers().Flatten()(x)}
 
 
+@probe
 def sequential(x: torch.Tensor, seed: int) -> dict:
     layers = _layers()
     torch.manual_seed(seed)
@@ -134,12 +151,14 @@ def sequential(x: torch.Tensor, seed: int) -> dict:
     return {"out": out, "params": [p.detach().clone() for p in model.parameters()]}
 
 
+@probe
 def loss_plot(losses: torch.Tensor, window: int) -> dict:
     from makemore_wavenet.shared.plots import smoothed_log_loss
 
     return {"means": smoothed_log_loss(losses, window)}
 
 
+@probe
 def context_windows(words: list[str], block_size: int) -> dict:
     from makemore_wavenet.shared.data import build_dataset
 
@@ -147,10 +166,12 @@ def context_windows(words: list[str], block_size: int) -> dict:
     return {"X": X, "Y": Y}
 
 
+@probe
 def flatten_consecutive(x: torch.Tensor, n: int) -> dict:
     return {"out": _layers().FlattenConsecutive(n)(x)}
 
 
+@probe
 def hierarchical(x: torch.Tensor, n_embd: int, n_hidden: int, training: bool, seed: int) -> dict:
     from makemore_wavenet.shared.config import ModelConfig
     from makemore_wavenet.stages import count_parameters, get_stage
@@ -168,6 +189,7 @@ def hierarchical(x: torch.Tensor, n_embd: int, n_hidden: int, training: bool, se
     return {"logits": logits, "params": count_parameters(model), "shapes": _shapes(model)}
 
 
+@probe
 def batchnorm(x: torch.Tensor, reduce_time: bool) -> dict:
     with float64():
         layer = _layers().BatchNorm1d(x.shape[-1], reduce_time=reduce_time)
@@ -203,6 +225,7 @@ class NotebookModel:
         return self.train(False)
 
 
+@probe
 def causal_conv(x: torch.Tensor, fan_out: int, dilation: int, seed: int) -> dict:
     torch.manual_seed(seed)
     with float64():
@@ -210,10 +233,12 @@ def causal_conv(x: torch.Tensor, fan_out: int, dilation: int, seed: int) -> dict
         return {"out": layer(x)}
 
 
+@probe
 def gated_activation(x: torch.Tensor) -> dict:
     return {"out": _layers().GatedActivation()(x)}
 
 
+@probe
 def wavenet_block(x: torch.Tensor, real: torch.Tensor, n_hidden: int, dilation: int, gated: bool, residual: bool,
                   skip: bool, training: bool, seed: int) -> dict:
     """One stage-8 block on random input, with running statistics of its own in eval mode."""
@@ -230,46 +255,51 @@ def wavenet_block(x: torch.Tensor, real: torch.Tensor, n_hidden: int, dilation: 
         return {"out": out, "skip": skip_out} if skip else {"out": out, "skip is None": skip_out is None}
 
 
-def notebook_logits(train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, recipe: dict) -> dict:
+@probe
+def notebook_logits(train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, recipe: dict, seed: int) -> dict:
     """Train the notebook's own `model` (as the notebook built it) with the grader's schedule."""
     if "model" not in NOTEBOOK:
         raise NameError("the notebook defines no `model`")
     model = NotebookModel(NOTEBOOK["model"])
     params = sum(p.numel() for p in model.parameters())
-    torch.manual_seed(recipe["seed"])  # the batches follow the grader's seed, whatever ran before
-    _train(model, train_x, train_y, recipe)
+    torch.manual_seed(seed)  # the batches follow the grader's seed, whatever ran before
+    _train(model, train_x, train_y, recipe, whole_names=False)
     return {"logits": _logits(model, eval_x), "params": params}
 
 
-def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, recipe: dict,
+@probe
+def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, recipe: dict, seed: int,
                  checkpoint: str = "", model_config: dict | None = None) -> dict:
     """Train the submission's model (its CONFIG, or on the challenge schedule the config its entry
-    names: `model_config`, the fields) with the grader's recipe (a TrainConfig's fields), or load the
-    student's checkpoint; then return the logits for each of eval_x: the parent, not the
-    submission, turns them into losses."""
+    names: `model_config`, the fields) with the grader's recipe (a TrainConfig's fields) and seed,
+    or load the student's checkpoint; then return the logits for each of eval_x: the parent, not
+    the submission, turns them into losses."""
     from makemore_wavenet.stages import get_stage, load_model
 
     if checkpoint:
         model, _ = load_model(checkpoint, device="cpu")
     else:
         s = get_stage(stage)
-        torch.manual_seed(recipe["seed"])
-        model = s.build_model(type(s.CONFIG)(**model_config) if model_config else s.CONFIG)
-        _train(model, train_x, train_y, recipe)
+        config = type(s.config)(**model_config) if model_config else s.config
+        torch.manual_seed(seed)
+        model = s.build_model(config)
+        _train(model, train_x, train_y, recipe, config.whole_names)
     return {"logits": _logits(model, eval_x)}
 
 
-def _train(model, train_x: torch.Tensor, train_y: torch.Tensor, recipe: dict) -> None:
-    """The grader's schedule, always on the plain path: the fast path computes the library's own
+def _train(model, train_x: torch.Tensor, train_y: torch.Tensor, recipe: dict, whole_names: bool) -> None:
+    """The grader's schedule, always on the plain engine: the fast engine computes the library's own
     layers and would train what the layers should be, not the submission's code."""
     from makemore_wavenet.shared.config import TrainConfig
     from makemore_wavenet.shared.trainer import train
 
-    train(model, train_x, train_y, TrainConfig(**{**recipe, "device": "cpu", "path": "plain"}), progress=False)
+    train(model, train_x, train_y, TrainConfig(**recipe), engine="plain", whole_names=whole_names, progress=False)
 
 
 @torch.no_grad()
 def _logits(model, eval_x: list) -> list:
     """The model's logits for each tensor of contexts, in eval mode, in batches."""
+    from makemore_wavenet.shared.trainer import EVAL_BATCH
+
     model.eval()
-    return [torch.cat([model(x[i:i + 8192]) for i in range(0, len(x), 8192)]) for x in eval_x]
+    return [torch.cat([model(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)]) for x in eval_x]

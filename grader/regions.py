@@ -3,7 +3,6 @@
     # BEGIN EXERCISE 4.1          a region: replaced by a stub that raises NotImplementedError
     ...solution...
     # END EXERCISE 4.1
-    CODE  # STUDENT:<space>OTHER   a line the student edition has as OTHER (e.g. without the test split)
 """
 
 from __future__ import annotations
@@ -13,15 +12,15 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from .exercises import BY_ID
+from . import GraderError
+from .exercises import exercises
 
 BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN EXERCISE (?P<id>\d+\.\d+)\s*$")
 END = re.compile(r"^\s*# END EXERCISE (?P<id>\d+\.\d+)\s*$")
-STUDENT = re.compile(r"^(?P<indent>\s*)(?P<code>.*?)\s*#[ ]STUDENT:[ ](?P<student>.*)$")  # [ ]: not itself a marker
 SOURCE_DIRS = ("shared", "stages")  # where regions may live
 
 
-class RegionError(Exception):
+class RegionError(GraderError):
     """A solution region is malformed: unclosed, nested, or naming an unknown exercise."""
 
 
@@ -36,12 +35,12 @@ class Region:
 
 def find_regions(path: Path) -> list[Region]:
     lines = Path(path).read_text(encoding="utf-8").splitlines()
-    regions, open_at = [], None
+    regions, open_at, known = [], None, exercises()
     for i, line in enumerate(lines):
         if m := BEGIN.match(line):
             if open_at is not None:
                 raise RegionError(f"{path}:{i + 1}: exercise {m['id']} begins inside another region")
-            if m["id"] not in BY_ID:
+            if m["id"] not in known:
                 raise RegionError(f"{path}:{i + 1}: unknown exercise {m['id']}")
             open_at = (i, m["id"])
         elif m := END.match(line):
@@ -55,14 +54,14 @@ def find_regions(path: Path) -> list[Region]:
 
 
 def stub(exercise_id: str, indent: str) -> list[str]:
-    ex = BY_ID[exercise_id]
+    ex = exercises()[exercise_id]
     return [f"{indent}# EXERCISE {ex.id}: {ex.title}",
             *(f"{indent}# {line}" for line in textwrap.wrap(ex.task, 90)),
             f'{indent}raise NotImplementedError("exercise {ex.id} ({ex.title}) is not done yet")']
 
 
 def student_text(text: str) -> str:
-    """A file's text as the student edition has it: regions stubbed, STUDENT lines swapped."""
+    """A file's text as the student edition has it: every region stubbed."""
     lines = text.splitlines()
     out, skipping = [], False
     for line in lines:
@@ -72,8 +71,7 @@ def student_text(text: str) -> str:
         elif END.match(line):
             skipping = False
         elif not skipping:
-            m = STUDENT.match(line)
-            out.append(f"{m['indent']}{m['student']}" if m else line)
+            out.append(line)
     return "\n".join(out) + "\n"
 
 

@@ -12,19 +12,20 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from .exercises import CHALLENGE_ENTRY, EXERCISES
+from makemore_wavenet.stages import all_stages
+
+from .exercises import challenge_stage, exercises
 from .notebook import exercise_targets
 from .regions import all_regions, student_text
 
 ROOT = Path(__file__).resolve().parents[1]  # the master checkout
 INCLUDE = ["pyproject.toml", "noxfile.py", ".gitignore", "data/README.md", "shared", "stages", "grader"]
 EXCLUDE = {"hidden", "__pycache__"}  # names never copied (grader/hidden holds the hidden checks)
-TRANSFORM = {".py", ".toml"}  # files whose regions and STUDENT lines are rewritten
+EDITION_MARKER = Path("shared") / "edition.py"  # the one place that says which edition this is
 STUDENT_README = Path(__file__).parent / "edition" / "README.md"
-CHALLENGE_START = Path("stages") / "stage8_challenge" / "entries" / "stage7.toml"  # a student's first entry
-CHALLENGE_HEADER = """# Your challenge entry (stage 8): change it, train it (`makemore challenge challenge.toml`), and
+CHALLENGE_HEADER = """# Your challenge entry (stage {stage}): change it, train it (`makemore challenge {file}`), and
 # grade it: `python -m makemore_wavenet.grader grade --schedule challenge`. The settings are
-# WaveNetConfig's ([model]) and TrainConfig's ([train]); stages/stage8_challenge/LESSON.md has the rules.
+# WaveNetConfig's ([model]) and TrainConfig's ([train]); stages/{name}/LESSON.md has the rules.
 """
 
 
@@ -38,18 +39,23 @@ def release(out: Path, root: Path = ROOT) -> Path:
         for src in _files(root / name):
             dest = out / src.relative_to(root)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if src.suffix in TRANSFORM:
+            if src.suffix == ".py":
                 dest.write_text(student_text(src.read_text(encoding="utf-8")), encoding="utf-8")
             else:
                 shutil.copy2(src, dest)
+    marker = out / EDITION_MARKER
+    marker.write_text(marker.read_text(encoding="utf-8").replace('EDITION = "master"', 'EDITION = "student"'),
+                      encoding="utf-8")
     shutil.copy2(STUDENT_README, out / "README.md")
-    (out / CHALLENGE_ENTRY).write_text(CHALLENGE_HEADER + (root / CHALLENGE_START).read_text(encoding="utf-8"),
-                                       encoding="utf-8")
+    challenge = challenge_stage()  # a student's first entry: stage 7 as an entry file
+    start = (root / "stages" / challenge.name / "entries" / "stage7.toml").read_text(encoding="utf-8")
+    header = CHALLENGE_HEADER.format(stage=challenge.number, file=challenge.entry_file, name=challenge.name)
+    (out / challenge.entry_file).write_text(header + start, encoding="utf-8")
     (out / "grader" / "edition" / "README.md").unlink()
     targets = out / "grader" / "expected" / "targets.json"
     targets.parent.mkdir(parents=True, exist_ok=True)
     targets.write_text(json.dumps(exercise_targets(root), indent=1), encoding="utf-8")
-    for stage in sorted({ex.stage for ex in EXERCISES}):
+    for stage in sorted({ex.stage for ex in exercises().values()}):
         path = out / "notebooks" / f"stage{stage}.ipynb"
         path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(stage_notebook(stage, root), path)
@@ -64,12 +70,10 @@ def _files(path: Path) -> list[Path]:
 
 def stage_notebook(stage: int, root: Path = ROOT) -> nbformat.NotebookNode:
     """The lesson as Markdown, the imports, then each exercise: its task and the code to complete."""
-    from makemore_wavenet.stages import STAGES
-
-    package = root / "stages" / STAGES[stage]
+    package = root / "stages" / all_stages()[stage].name
     cells = [new_markdown_cell((package / "LESSON.md").read_text(encoding="utf-8"))]
     snippets, imports = [], []
-    for ex in (e for e in EXERCISES if e.stage == stage):
+    for ex in all_stages()[stage].exercises:
         for region in (r for r in all_regions(root) if r.exercise == ex.id):
             module = student_text(region.path.read_text(encoding="utf-8"))
             imports += [line for line in _setup_lines(module, region.path, root) if line not in imports]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .exercises import BY_ID
+from .exercises import exercises
 
 STATUSES = ("pass", "fail", "not done", "error", "timeout")
 # an exercise shows its most telling check: unfinished work first, then breakage, then wrong answers
@@ -18,12 +18,22 @@ PRECEDENCE = ("not done", "error", "timeout", "fail", "pass")
 
 @dataclass
 class CheckResult:
-    exercise: str  # "4.1" or "stage 4"
+    stage: int | None  # None: a check of the submission as a whole (it loads, a notebook parses)
+    row: str  # the report row: an exercise ("4.1"), a stage's own ("stage 4"), "notebook", "submission"
     check: str
     tier: str  # "public" or "hidden"
     status: str  # one of STATUSES
     message: str = ""
-    value: float | None = None  # the loss, for loss checks
+    value: float | None = None  # a loss check's loss, shown in its row
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A loss the grader measured: what the gradebook and the leaderboards rank."""
+
+    stage: int
+    split: str  # "val" or "test"
+    value: float
 
 
 @dataclass
@@ -32,6 +42,7 @@ class Report:
     tier: str  # the tiers that ran: "public", or "hidden" (public and hidden)
     schedule: str
     results: list[CheckResult]
+    losses: list[Loss] = field(default_factory=list)
     seconds: float = 0.0
     log: str = ""  # the tail of what the submission printed: shown, never parsed
     test_source: str = "course split"
@@ -47,9 +58,7 @@ class Report:
         return self.passed / len(self.results) if self.results else 0.0
 
     def loss(self, stage: int, split: str) -> float | None:
-        exercise = "6.1" if stage == 6 else f"stage {stage}"
-        return next((r.value for r in self.results
-                     if r.exercise == exercise and r.check.startswith(f"{split} loss")), None)
+        return next((loss.value for loss in self.losses if (loss.stage, loss.split) == (stage, split)), None)
 
     def title(self) -> str:
         if self.tier == "public":
@@ -66,20 +75,20 @@ class Report:
         return f"{self.passed} of {n} checks passed, public and hidden (score {100 * self.score:.1f}%)."
 
     def exercise_rows(self) -> list[list]:
-        rows = []
-        for exercise in dict.fromkeys(r.exercise for r in self.results):
-            mine = [r for r in self.results if r.exercise == exercise]
+        rows, titles = [], {ex_id: ex.title for ex_id, ex in exercises().items()}
+        for row in dict.fromkeys(r.row for r in self.results):
+            mine = [r for r in self.results if r.row == row]
             worst = min(mine, key=lambda r: PRECEDENCE.index(r.status))
-            what = BY_ID[exercise].title if exercise in BY_ID else "training and model"
             note = worst.message if worst.status != "pass" else "; ".join(
                 r.message for r in mine if r.value is not None)
-            rows.append([exercise, what, worst.status.upper() if worst.status != "pass" else "pass",
+            rows.append([row, titles.get(row, "training and model"),
+                         worst.status.upper() if worst.status != "pass" else "pass",
                          f"{sum(r.status == 'pass' for r in mine)}/{len(mine)}", _wrap(note)])
         return rows
 
     def table(self, tablefmt: str = "simple", every_check: bool = False) -> str:
         if every_check:
-            rows = [[r.exercise, r.tier, r.check, r.status, _wrap(r.message)] for r in self.results]
+            rows = [[r.row, r.tier, r.check, r.status, _wrap(r.message)] for r in self.results]
             body = tabulate(rows, ["exercise", "tier", "check", "status", "message"], tablefmt=tablefmt,
                             disable_numparse=True)
         else:
@@ -104,6 +113,7 @@ class Report:
         data = json.loads(text)
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         fields["results"] = [CheckResult(**r) for r in data["results"]]
+        fields["losses"] = [Loss(**loss) for loss in data.get("losses", [])]
         return cls(**fields)
 
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -29,7 +29,7 @@ LOG_TAIL = 2000  # characters of the child's output kept in a report
 
 @dataclass
 class Call:
-    probe: str  # a function in grader.probes
+    probe: Callable[..., dict]  # a function registered in grader.probes
     kwargs: dict = field(default_factory=dict)
 
 
@@ -59,7 +59,7 @@ def run_calls(submission: Path, calls: list[Call], limits: Limits = Limits(),
             shutil.copyfile(src, tmp / name)
         job = tmp / "job.pt"
         torch.save({"submission": str(Path(submission).resolve()),
-                    "calls": [(c.probe, c.kwargs) for c in calls]}, job)
+                    "calls": [(c.probe.__name__, c.kwargs) for c in calls]}, job)
         while len(outcomes) < len(calls):
             outcomes += _run_child(job, tmp, start=len(outcomes), total=len(calls), limits=limits)
         log_file = tmp / "log.txt"

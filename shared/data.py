@@ -20,6 +20,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .edition import is_student
+from .errors import ConfigError, UserError
+
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
 NAMES_ENV = "MAKEMORE_NAMES"
@@ -29,10 +32,10 @@ CHARS = "." + string.ascii_lowercase  # '.' (index 0) marks both the start and t
 STOI = {ch: i for i, ch in enumerate(CHARS)}
 ITOS = dict(enumerate(CHARS))
 VOCAB_SIZE = len(CHARS)  # 27
-SPLITS = ("train", "val", "test")  # STUDENT: SPLITS = ("train", "val")
+SPLITS = ("train", "val") if is_student() else ("train", "val", "test")  # students never see the test split
 
 
-class DataError(Exception):
+class DataError(UserError):
     """The names file is missing, corrupt, or not a list of a..z names."""
 
 
@@ -118,7 +121,7 @@ def split_words(words: list[str], seed: int = 42) -> dict[str, list[str]]:
 def build_dataset(words: list[str], block_size: int) -> tuple[Tensor, Tensor]:
     """Every (context, next character) pair: X (N, block_size) int64, Y (N,) int64."""
     if block_size < 1:
-        raise ValueError(f"block_size must be at least 1, got {block_size}")
+        raise ConfigError(f"block_size must be at least 1, got {block_size}")
     X, Y = [], []
     # BEGIN EXERCISE 3.1
     for w in words:
@@ -142,7 +145,7 @@ def build_names(words: list[str], block_size: int) -> tuple[Tensor, Tensor]:
     whose receptive field is block_size maps X to one prediction per column of Y: the prediction
     for Y[:, t] sees X[:, t : t + block_size], the same window as build_dataset's example."""
     if block_size < 1:
-        raise ValueError(f"block_size must be at least 1, got {block_size}")
+        raise ConfigError(f"block_size must be at least 1, got {block_size}")
     longest = max((len(w) for w in words), default=0)
     X = torch.zeros(len(words), block_size + longest, dtype=torch.long)
     Y = torch.full((len(words), longest + 1), IGNORE, dtype=torch.long)
@@ -151,6 +154,14 @@ def build_names(words: list[str], block_size: int) -> tuple[Tensor, Tensor]:
         X[i, block_size:block_size + len(ix)] = torch.tensor(ix, dtype=torch.long)
         Y[i, :len(ix) + 1] = torch.tensor(ix + [0], dtype=torch.long)
     return X, Y
+
+
+def real_positions(X: Tensor, block_size: int) -> Tensor:
+    """(N, T) bool: which columns of whole names (build_names' X) end a real window: the first
+    block_size '.'s and every letter, not the padding after a name's end."""
+    real = X != 0
+    real[:, :block_size] = True
+    return real
 
 
 Splits = dict[str, tuple[Tensor, Tensor]]  # {"train": (X, Y), "val": (X, Y), ...}

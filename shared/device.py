@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .errors import ConfigError
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """"auto" -> CUDA if available, else CPU; any other name is checked to exist."""
@@ -11,8 +13,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)  # raises on a malformed name
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for, but this torch build sees no CUDA GPU "
-                           f"(torch {torch.__version__}). Use --device cpu, or install a CUDA build of torch.")
+        raise ConfigError(f"device {name!r} was asked for, but this torch build sees no CUDA GPU "
+                          f"(torch {torch.__version__}). Use --device cpu, or install a CUDA build of torch.")
     return device
 
 

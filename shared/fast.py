@@ -28,8 +28,7 @@ PARAMETER_NAMES = {Linear: ("weight", "bias"), BatchNorm1d: ("gamma", "beta"), E
 
 def layer_list(model: Module) -> list[Module] | None:
     """The model as a flat list of supported layers, or None if the fast path cannot run it."""
-    layers = model.fast_layers() if hasattr(model, "fast_layers") else (
-        model.layers if isinstance(model, Sequential) else None)
+    layers = model.fast_layers()
     if layers is None:
         return None
     flat = []
@@ -62,7 +61,7 @@ class FastStep:
         if not self.stacks or any(layers is None for layers in self.stacks):
             name = type(models).__name__ if self.single else "these models"
             raise TypeError(f"the fast path does not know how to train {name}; "
-                            f"use the plain path (TrainConfig(path=\"plain\"))")
+                            f"use the plain engine (Runtime(engine=\"plain\"))")
         self.layers = self.stacks[0]
         _check_same_shape(self.stacks)
         for layers in self.stacks:  # this step computes its own gradients: no autograd graph

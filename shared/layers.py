@@ -10,6 +10,8 @@ seed gives the same model on every device (CUDA's generator would draw other num
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor
 
@@ -49,6 +51,11 @@ class Module:
 
     def eval(self) -> Module:
         return self.train(False)
+
+    def fast_layers(self) -> list[Module] | None:
+        """The model as a list of layers the trainer's fast engine can compute (shared/fast.py),
+        or None: it cannot."""
+        return None
 
     def state(self) -> dict[str, Tensor]:
         """Every tensor that defines the model (parameters and running statistics), by name."""
@@ -321,7 +328,28 @@ class Sequential(Module):
     def children(self) -> list[Module]:
         return self.layers
 
+    def fast_layers(self) -> list[Module]:
+        return self.layers
+
     def parameters(self) -> list[Tensor]:
         # BEGIN EXERCISE 2.3
         return [p for layer in self.layers for p in layer.parameters()]
         # END EXERCISE 2.3
+
+
+@torch.no_grad()
+def less_confident(head: Linear, factor: float = 0.1) -> None:
+    """Scale the last layer's weights down, so that the first predictions are close to uniform
+    (the lecture's `layers[-1].weight *= 0.1`): the first losses are near -log(1/27), not far above."""
+    head.weight *= factor
+
+
+@contextmanager
+def evaluating(model):
+    """The model in eval mode inside the block, and in the mode it had after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

@@ -1,11 +1,11 @@
 """One trainer for every stage: the lecture's loop, minus its per-step overheads.
 
 The math is the lecture's: a minibatch drawn with torch.randint, cross-entropy, backward, and plain
-SGD `p -= lr * p.grad`. The plain path (`sgd_step`, autograd) avoids a Python loop over parameters
+SGD `p -= lr * p.grad`. The plain engine (`sgd_step`, autograd) avoids a Python loop over parameters
 (one foreach update) and reading the loss back every step (a `.item()` is a device sync; losses
-are read once per 1000). TrainConfig.path picks a faster step with the same math instead:
+are read once per 1000). Runtime.engine picks a faster step with the same math instead:
 shared/fast.py's hand-written backward, or that step compiled. `run_seeds` trains K seeds of a
-model at once, as one batched model on the fast path.
+model at once, as one batched model on the fast engine.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import checkpoint, fast
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, Runtime, TrainConfig
 from .data import IGNORE, SPLITS, Splits
 from .device import model_device, resolve_device
-from .layers import BatchNorm1d, Module
+from .layers import BatchNorm1d, Module, evaluating
 from .plots import save_loss_plot
 
 LOG_EVERY = 1000  # steps between reads of the loss (progress bar, loss log)
+EVAL_BATCH = 8192  # examples a forward pass takes in evaluation: a whole split may not fit a GPU
 
 
 def cross_entropy(logits: Tensor, Y: Tensor, reduction: str = "mean") -> Tensor:
@@ -63,9 +64,11 @@ def adamw_step(model: Module, optimizer: torch.optim.Optimizer, Xb: Tensor, Yb: 
     return loss.detach()
 
 
-def make_step(model: Module, config: TrainConfig, example: Tensor) -> Callable[[Tensor, Tensor, float], Tensor]:
-    """The step function for config.path: `step(xb, yb, lr) -> loss`, updating `model` in place."""
-    if config.path == "plain":
+def make_step(model: Module, config: TrainConfig, engine: str,
+              example: Tensor) -> Callable[[Tensor, Tensor, float], Tensor]:
+    """The step function for the engine: `step(xb, yb, lr) -> loss`, updating `model` in place."""
+    Runtime(engine=engine).check(config)
+    if engine == "plain":
         params = model.parameters()
         for p in params:
             p.requires_grad_(True)
@@ -78,12 +81,14 @@ def make_step(model: Module, config: TrainConfig, example: Tensor) -> Callable[[
             return lambda xb, yb, lr: adamw_step(model, optimizer, xb, yb, lr)
         return lambda xb, yb, lr: sgd_step(model, params, xb, yb, lr)
     step = fast.FastStep(model)
-    return step if config.path == "fast" else fast.compiled(step, example)
+    return step if engine == "fast" else fast.compiled(step, example)
 
 
-def train(model: Module, X: Tensor, Y: Tensor, config: TrainConfig, progress: bool = True,
-          desc: str = "train", timings: dict | None = None) -> Tensor:
-    """Train `model` in place on (X, Y); returns the loss of every step, shape (steps,).
+def train(model: Module, X: Tensor, Y: Tensor, config: TrainConfig, engine: str = "plain",
+          whole_names: bool = False, progress: bool = True, desc: str = "train",
+          timings: dict | None = None) -> Tensor:
+    """Train `model` in place on (X, Y), windows or (`whole_names`) whole names; returns the loss
+    of every step, shape (steps,).
 
     Batches come from torch's default CPU generator, so that a seed gives the same batches on
     every device: seed it (the stages do, before building the model) for a reproducible run.
@@ -91,8 +96,8 @@ def train(model: Module, X: Tensor, Y: Tensor, config: TrainConfig, progress: bo
     """
     device = model_device(model)
     model.train()
-    step = make_step(model, config, X[:config.batch_size])
-    if Y.ndim == 2:  # whole names
+    step = make_step(model, config, engine, X[:config.batch_size])
+    if whole_names:
         batch = _name_batches(X, Y, config.batch_size, device)
     else:
         def batch():
@@ -115,19 +120,17 @@ def calibrate_batchnorm(model: Module, X: Tensor, batch_size: int = 1024) -> Non
     over all its positions (no sample of them; dropout off) and keeping the mean of the parts'
     statistics: the whole split's, to within the parts' sampling noise (a thousand examples each),
     at the cost of one forward pass."""
-    was_training = model.training
-    model.eval()
-    norms = [m for m in model.modules() if isinstance(m, BatchNorm1d)]
-    settings = [(norm.momentum, norm.positions) for norm in norms]
-    for norm in norms:
-        norm.training, norm.positions = True, 0
-    for k, part in enumerate(torch.tensor_split(X, -(-X.shape[0] // batch_size))):  # ceil(N / batch_size) parts
+    with evaluating(model):
+        norms = [m for m in model.modules() if isinstance(m, BatchNorm1d)]
+        settings = [(norm.momentum, norm.positions) for norm in norms]
         for norm in norms:
-            norm.momentum = 1 / (k + 1)  # running average of k + 1 equal parts: their mean
-        model(part)
-    for norm, (momentum, positions) in zip(norms, settings):
-        norm.momentum, norm.positions = momentum, positions
-    model.train(was_training)
+            norm.training, norm.positions = True, 0
+        for k, part in enumerate(torch.tensor_split(X, -(-X.shape[0] // batch_size))):  # ceil(N / batch_size)
+            for norm in norms:
+                norm.momentum = 1 / (k + 1)  # running average of k + 1 equal parts: their mean
+            model(part)
+        for norm, (momentum, positions) in zip(norms, settings):
+            norm.momentum, norm.positions = momentum, positions
 
 
 def _name_batches(X: Tensor, Y: Tensor, batch_size: int, device) -> Callable[[], tuple[Tensor, Tensor]]:
@@ -146,12 +149,13 @@ def _name_batches(X: Tensor, Y: Tensor, batch_size: int, device) -> Callable[[],
 
 
 def train_seeds(models: list[Module], generators: list[torch.Generator], X: Tensor, Y: Tensor,
-                config: TrainConfig, progress: bool = True, desc: str = "train",
+                config: TrainConfig, engine: str = "fast", progress: bool = True, desc: str = "train",
                 timings: dict | None = None) -> Tensor:
     """Train K models of one shape at once, as one batched model (shared/fast.py); returns the
     loss of every step, shape (K, steps). Model k draws its batches from generators[k], so each
     model sees the batches, and follows the losses, of its own separate run. Always the fast
-    path's math ("plain" runs as "fast"; "compiled" compiles the batched step)."""
+    engine's math ("plain" runs as "fast"; "compiled" compiles the batched step)."""
+    Runtime(engine=engine).check(config)
     device = model_device(models[0])
     for model in models:
         model.train()
@@ -163,7 +167,7 @@ def train_seeds(models: list[Module], generators: list[torch.Generator], X: Tens
         return X[ix], Y[ix]  # (K, B, T), (K, B)
 
     example = X[:b].expand(len(models), *X[:b].shape)  # (K, B, T), drawn from no generator
-    step = fast.compiled(stack, example) if config.path == "compiled" else stack
+    step = fast.compiled(stack, example) if engine == "compiled" else stack
     losses = _loop(step, batch, config, (len(models),), device, progress, desc, timings)
     stack.unstack()
     if config.calibrate_batchnorm:
@@ -196,19 +200,17 @@ def _loop(step: Callable, batch: Callable, config: TrainConfig, shape: tuple, de
 
 
 @torch.no_grad()
-def evaluate(model: Module, X: Tensor, Y: Tensor, batch_size: int = 8192) -> float:
+def evaluate(model: Module, X: Tensor, Y: Tensor, batch_size: int = EVAL_BATCH) -> float:
     """Mean cross-entropy over (X, Y) in eval mode (BatchNorm uses its running statistics)."""
-    was_training = model.training
-    model.eval()
     count = int((Y != IGNORE).sum())  # targets: one per example, or per position of a name
-    # BEGIN EXERCISE 1.3
-    total = torch.zeros((), device=model_device(model), dtype=torch.float64)
-    for i in range(0, X.shape[0], batch_size):  # in batches: the whole split may not fit a GPU
-        logits = model(X[i:i + batch_size])
-        total += cross_entropy(logits, Y[i:i + batch_size], reduction="sum").double()
-    loss = (total / count).item()
-    # END EXERCISE 1.3
-    model.train(was_training)
+    with evaluating(model):
+        # BEGIN EXERCISE 1.3
+        total = torch.zeros((), device=model_device(model), dtype=torch.float64)
+        for i in range(0, X.shape[0], batch_size):  # in batches: the whole split may not fit a GPU
+            logits = model(X[i:i + batch_size])
+            total += cross_entropy(logits, Y[i:i + batch_size], reduction="sum").double()
+        loss = (total / count).item()
+        # END EXERCISE 1.3
     return loss
 
 
@@ -220,53 +222,60 @@ class Run:
     metrics: dict[str, float]  # {"train": ..., "val": ..., "test": ...}
     losses: Tensor  # (steps,)
     seconds: float  # training time only (evaluation excluded), the first step included
-    first_step: float = 0.0  # seconds of step 0: the compile, on the compiled path
+    first_step: float = 0.0  # seconds of step 0: the compile, on the compiled engine
     checkpoint: Path | None = None
 
 
-def run(build_model: Callable[..., Module], model_config: ModelConfig, train_config: TrainConfig,
-        splits: Splits, out_dir: str | Path | None = None, name: str = "model", progress: bool = True,
-        eval_splits: tuple[str, ...] = SPLITS, **checkpoint_extra) -> Run:
+def run(build_model: Callable[..., Module], model_config: ModelConfig, recipe: TrainConfig, splits: Splits,
+        runtime: Runtime = Runtime(), out_dir: str | Path | None = None, name: str = "model",
+        progress: bool = True, eval_splits: tuple[str, ...] = SPLITS, **checkpoint_extra) -> Run:
     """The whole recipe: seed, build, train, evaluate the splits, then save checkpoint and plot."""
-    device = resolve_device(train_config.device)
-    torch.manual_seed(train_config.seed)
+    device = resolve_device(runtime.device)
+    torch.manual_seed(runtime.seed)
     model = build_model(model_config, device=device)
     X, Y = (t.to(device) for t in splits["train"])
-    start, timings = time.perf_counter(), {}
-    losses = train(model, X, Y, train_config, progress=progress, desc=name, timings=timings)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    metrics = {split: evaluate(model, *(t.to(device) for t in splits[split])) for split in eval_splits}
-    result = Run(model, metrics, losses, seconds, first_step=timings.get("first_step", 0.0))
+    timings = {}
+    losses, seconds = _timed(device, lambda: train(model, X, Y, recipe, runtime.engine, model_config.whole_names,
+                                                   progress=progress, desc=name, timings=timings))
+    result = Run(model, _metrics(model, splits, eval_splits, device), losses, seconds,
+                 first_step=timings.get("first_step", 0.0))
     if out_dir is not None:
         out_dir = Path(out_dir)
-        result.checkpoint = checkpoint.save(out_dir / "checkpoint.pt", model, model_config, train_config,
-                                            metrics, losses, seconds=seconds, first_step=result.first_step,
+        result.checkpoint = checkpoint.save(out_dir / "checkpoint.pt", model, model_config, recipe, runtime,
+                                            result.metrics, losses, seconds=seconds, first_step=result.first_step,
                                             **checkpoint_extra)
         save_loss_plot(losses, out_dir / "loss.png", title=f"{name}: training loss")
     return result
 
 
-def run_seeds(build_model: Callable[..., Module], model_config: ModelConfig, train_config: TrainConfig,
-              splits: Splits, seeds: list[int], name: str = "model", progress: bool = True,
-              eval_splits: tuple[str, ...] = SPLITS) -> list[Run]:
-    """`run` once per seed in `seeds` (train_config.seed is not used), all trained at once as one
-    batched model: run k's losses follow a separate run with that seed, to float tolerance. Each
-    Run's `seconds` is the whole stack's training time. No checkpoints: save a Run's model yourself."""
-    device = resolve_device(train_config.device)
+def run_seeds(build_model: Callable[..., Module], model_config: ModelConfig, recipe: TrainConfig, splits: Splits,
+              seeds: list[int], device: str = "auto", engine: str = "fast", name: str = "model",
+              progress: bool = True, eval_splits: tuple[str, ...] = SPLITS) -> list[Run]:
+    """`run` once per seed in `seeds`, all trained at once as one batched model on the fast (or
+    compiled) engine: run k's losses follow a separate run with that seed, to float tolerance.
+    Each Run's `seconds` is the whole stack's training time. No checkpoints: save a Run's model yourself."""
+    device = resolve_device(device)
     models, generators = [], []
     for seed in seeds:  # each model and its batch generator as its own run would have them
         torch.manual_seed(seed)
         models.append(build_model(model_config, device=device))
         generators.append(torch.Generator().set_state(torch.get_rng_state()))
     X, Y = (t.to(device) for t in splits["train"])
-    start, timings = time.perf_counter(), {}
-    losses = train_seeds(models, generators, X, Y, train_config, progress=progress,
-                         desc=f"{name} x {len(seeds)} seeds", timings=timings)
+    timings = {}
+    losses, seconds = _timed(device, lambda: train_seeds(models, generators, X, Y, recipe, engine, progress=progress,
+                                                         desc=f"{name} x {len(seeds)} seeds", timings=timings))
+    return [Run(model, _metrics(model, splits, eval_splits, device), loss, seconds,
+                first_step=timings.get("first_step", 0.0)) for model, loss in zip(models, losses)]
+
+
+def _timed(device: torch.device, work: Callable[[], Tensor]) -> tuple[Tensor, float]:
+    """work()'s result and its wall time, with the device's queue drained (CUDA runs asynchronously)."""
+    start = time.perf_counter()
+    result = work()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    return [Run(model, {split: evaluate(model, *(t.to(device) for t in splits[split])) for split in eval_splits},
-                loss, seconds, first_step=timings.get("first_step", 0.0))
-            for model, loss in zip(models, losses)]
+    return result, time.perf_counter() - start
+
+
+def _metrics(model: Module, splits: Splits, eval_splits: tuple[str, ...], device) -> dict[str, float]:
+    return {split: evaluate(model, *(t.to(device) for t in splits[split])) for split in eval_splits}

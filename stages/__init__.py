@@ -1,100 +1,126 @@
 """The six stages of the lecture and two beyond it, one package each, all with the same face.
 
-A stage package has `CONFIG` (a ModelConfig), `build_model(config, device, dtype)`, `LECTURE`
-(the lecture's parameter count and losses), optionally `RECIPE` (its TrainConfig, when it is not
-the lecture's) and a LESSON.md. Everything else (training, evaluation,
-sampling, checkpoints) is shared and lives in `makemore_wavenet.shared`.
+Each stage package declares its STAGE (stages/stage.py): the one description of it that the rest
+of the project reads. Stages are found, not listed: every package `stage<N>_<what>` here is one.
+Everything else (training, evaluation, sampling, checkpoints) is shared and lives in
+`makemore_wavenet.shared`. `plan` turns a stage, a grading schedule or the user's options, and an
+entry file into the model configuration and recipe of a run; the Runtime beside it says where and
+how the run computes (seed, device, engine).
 """
 
 from __future__ import annotations
 
-from importlib import import_module, resources
+import pkgutil
+from dataclasses import dataclass, replace
+from importlib import import_module
 from pathlib import Path
-from types import ModuleType
 
 from makemore_wavenet.shared import checkpoint
+from makemore_wavenet.shared.config import ModelConfig, Runtime, TrainConfig
 from makemore_wavenet.shared.data import Splits, load_splits
 from makemore_wavenet.shared.device import resolve_device
+from makemore_wavenet.shared.errors import ConfigError
 from makemore_wavenet.shared.fast import layer_list
-from makemore_wavenet.shared.config import TrainConfig
 from makemore_wavenet.shared.layers import Module
 from makemore_wavenet.shared.trainer import Run, run
 
-# Stage packages are imported on first use, so that one unfinished stage of the student edition
-# (an exercise stub raises on import) leaves the others usable.
-STAGES: dict[int, str] = {
-    1: "stage1_baseline_mlp",
-    2: "stage2_pytorchified",
-    3: "stage3_block_size_8",
-    4: "stage4_hierarchical",
-    5: "stage5_batchnorm_fix",
-    6: "stage6_scaled_up",
-    7: "stage7_dilated_convolutions",
-    8: "stage8_challenge",
-}
+from .stage import PACKAGE_NAME, Exercise, Lecture, Stage
+
 RUNS_DIR = Path("runs")
+SCHEDULES = ("quick", "full", "challenge")  # how the grader trains a stage: see `plan`
+QUICK_FRACTION = 40  # the quick schedule: 1/40 of a recipe's steps
+
+__all__ = ["Exercise", "Lecture", "Plan", "RUNS_DIR", "SCHEDULES", "Stage", "all_stages", "get_stage", "plan",
+           "train_stage", "load_model"]
 
 
-def get_stage(number: int) -> ModuleType:
-    if number not in STAGES:
-        raise ValueError(f"there is no stage {number}; the stages are {', '.join(map(str, STAGES))}")
-    return import_module(f"{__name__}.{STAGES[number]}")
+class StageError(ConfigError):
+    """A stage number, an entry or a checkpoint that names no stage."""
 
 
-def title(number: int) -> str:
-    """The stage's short name, from its package name: 'block size 8' for stage3_block_size_8."""
-    get_stage(number)  # checks the number
-    return STAGES[number].split("_", 1)[1].replace("_", " ")
+def all_stages() -> dict[int, Stage]:
+    """Every stage package in this package's folder(s), by number."""
+    found = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.ispkg and PACKAGE_NAME.fullmatch(info.name):
+            stage = import_module(f"{__name__}.{info.name}").STAGE
+            found[stage.number] = stage
+    return dict(sorted(found.items()))
 
 
-def lesson(number: int) -> str:
-    return resources.files(get_stage(number)).joinpath("LESSON.md").read_text(encoding="utf-8")
+def get_stage(number: int) -> Stage:
+    stages = all_stages()
+    if number not in stages:
+        raise StageError(f"there is no stage {number}; the stages are {', '.join(map(str, stages))}")
+    return stages[number]
 
 
 def count_parameters(model: Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def on_fast_path(number: int) -> bool:
-    """Whether the trainer's fast path (shared/fast.py) can train the stage's model: stages 1-6."""
-    stage = get_stage(number)
-    return layer_list(stage.build_model(stage.CONFIG, device="meta")) is not None
+def on_fast_engine(stage: Stage) -> bool:
+    """Whether the trainer's fast engine (shared/fast.py) can train the stage's model: stages 1-6."""
+    return layer_list(stage.build_model(stage.config, device="meta")) is not None
 
 
-def recipe(number: int) -> TrainConfig:
-    """The stage's training recipe: the lecture's, unless the stage brings its own RECIPE."""
-    return getattr(get_stage(number), "RECIPE", TrainConfig())
+@dataclass(frozen=True)
+class Plan:
+    """What a run of a stage trains: the model's configuration and the recipe."""
+
+    stage: Stage
+    model: ModelConfig
+    recipe: TrainConfig
 
 
-def stage_splits(number: int, names: str | Path | None = None, device=None) -> Splits:
-    """The splits as the stage's model reads them: context windows, or whole names (stage 7 on)."""
-    c = get_stage(number).CONFIG
-    return load_splits(c.block_size, path=names, device=device, whole_names=c.whole_names)
+def plan(stage: int | Stage, schedule: str = "full", entry: str | Path | None = None,
+         options: dict | None = None) -> Plan:
+    """The one place a run's model and recipe are decided. The stage's own CONFIG and recipe
+    (schedule "full"), or 1/QUICK_FRACTION of its steps ("quick"); an entry file's model and recipe
+    instead, where one is given (the challenge's stage: schedule "challenge" needs one); then the
+    recipe settings in `options` (the command line's) replace the plan's."""
+    stage = get_stage(stage) if isinstance(stage, int) else stage
+    if schedule not in SCHEDULES:
+        raise StageError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if schedule == "challenge" and entry is None:
+        raise StageError("the challenge schedule trains an entry file: give one")
+    model, recipe = stage.load_entry(entry) if entry is not None else (stage.config, stage.recipe)
+    if schedule == "quick":
+        recipe = replace(recipe, steps=recipe.steps // QUICK_FRACTION)
+    return Plan(stage, model, replace(recipe, **(options or {})))
+
+
+def splits_for(model: ModelConfig, names: str | Path | None = None, device=None) -> Splits:
+    """The splits as the model reads them: context windows, or whole names (stage 7 on)."""
+    return load_splits(model.block_size, path=names, device=device, whole_names=model.whole_names)
 
 
 def checkpoint_path(number: int, runs_dir: str | Path = RUNS_DIR) -> Path:
     return Path(runs_dir) / f"stage{number}" / "checkpoint.pt"
 
 
-def train_stage(number: int, config: TrainConfig | None = None, names: str | Path | None = None,
-                runs_dir: str | Path | None = RUNS_DIR, progress: bool = True) -> Run:
-    """Train a stage with `config` (default: its recipe); checkpoint and loss plot go to runs_dir/stageN/."""
-    stage = get_stage(number)
-    config = config or recipe(number)
-    splits = stage_splits(number, names)
+def train_stage(the_plan: Plan, runtime: Runtime = Runtime(), names: str | Path | None = None,
+                runs_dir: str | Path | None = RUNS_DIR, progress: bool = True, **checkpoint_extra) -> Run:
+    """Train a plan; checkpoint and loss plot go to runs_dir/stageN/ (None: nowhere)."""
+    number = the_plan.stage.number
     out_dir = None if runs_dir is None else checkpoint_path(number, runs_dir).parent
-    return run(stage.build_model, stage.CONFIG, config, splits, out_dir=out_dir, name=f"stage {number}",
-               progress=progress, stage=number)
+    return run(the_plan.stage.build_model, the_plan.model, the_plan.recipe, splits_for(the_plan.model, names),
+               runtime, out_dir=out_dir, name=f"stage {number}", progress=progress, stage=number,
+               **checkpoint_extra)
 
 
 def load_model(path: str | Path, device: str = "auto") -> tuple[Module, dict]:
     """The trained model in a stage checkpoint, on `device`, in eval mode; and the checkpoint."""
     ckpt = checkpoint.load(path)
-    if ckpt.get("stage") not in STAGES:
+    stages = all_stages()
+    if ckpt.get("stage") not in stages:
         raise checkpoint.CheckpointError(f"{path} names no known stage (stage={ckpt.get('stage')!r})")
-    stage = get_stage(ckpt["stage"])
+    stage = stages[ckpt["stage"]]
     if isinstance(ckpt["model_config"], dict):  # a stage's own config class
-        ckpt["model_config"] = type(stage.CONFIG)(**ckpt["model_config"])
+        ckpt["model_config"] = type(stage.config)(**ckpt["model_config"])
     model = stage.build_model(ckpt["model_config"], device=resolve_device(device))
-    model.load_state(ckpt["state"])
+    try:
+        model.load_state(ckpt["state"])
+    except ValueError as err:  # its tensors do not fit the model its own config builds
+        raise checkpoint.CheckpointError(f"{path}: {err}") from err
     return model.eval(), ckpt

@@ -14,39 +14,38 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from makemore_wavenet.shared.config import TrainConfig
+from makemore_wavenet.shared.config import Runtime
 from makemore_wavenet.shared.layers import BatchNorm1d
 
-from . import STAGES, count_parameters, get_stage, on_fast_path, recipe, title, train_stage
+from . import Plan, all_stages, count_parameters, get_stage, on_fast_engine, plan, train_stage
 from .parallel import in_processes, threads_per_process
 
 
-def stage_config(number: int, given: dict, jobs: int) -> TrainConfig:
-    """The stage's recipe with `given` (steps, device, path) in place; a stage the fast path cannot
-    train stays on the plain path; several processes on "auto" train on the CPU."""
-    if given.get("path", "plain") != "plain" and not on_fast_path(number):
-        given = {**given, "path": "plain"}
-    config = replace(recipe(number), **given)
-    return replace(config, device="cpu") if config.device == "auto" and jobs > 1 else config
+def stage_runtime(stage, runtime: Runtime, jobs: int) -> Runtime:
+    """The runtime a stage trains with here: a stage the fast engine cannot train stays on the
+    plain one; several processes on "auto" train on the CPU."""
+    if runtime.engine != "plain" and not on_fast_engine(stage):
+        runtime = replace(runtime, engine="plain")
+    return replace(runtime, device="cpu") if runtime.device == "auto" and jobs > 1 else runtime
 
 
-def _train_one(number: int, config: TrainConfig, names, runs_dir) -> dict:
-    result = train_stage(number, config, names=names, runs_dir=runs_dir, progress=False)
+def _train_one(the_plan: Plan, runtime: Runtime, names, runs_dir) -> dict:
+    result = train_stage(the_plan, runtime, names=names, runs_dir=runs_dir, progress=False)
     running_means = [tuple(m.running_mean.shape) for m in result.model.modules() if isinstance(m, BatchNorm1d)]
-    return {"stage": number, "params": count_parameters(result.model), "seconds": result.seconds,
-            "running_mean": running_means[0], "config": config, **result.metrics}
+    return {"stage": the_plan.stage.number, "params": count_parameters(result.model), "seconds": result.seconds,
+            "running_mean": running_means[0], "recipe": the_plan.recipe, "runtime": runtime, **result.metrics}
 
 
-def reproduce(stages=tuple(STAGES), given: dict | None = None, jobs: int | None = None,
+def reproduce(stages=None, options: dict | None = None, runtime: Runtime = Runtime(), jobs: int | None = None,
               names=None, runs_dir="runs") -> tuple[list[dict], float]:
-    """Train `stages`, each with its recipe and the options in `given` (steps, device, path), in
+    """Train `stages` (default: all), each with its recipe and the recipe `options` (steps), in
     parallel, largest first; returns one row per stage and the wall time."""
     jobs = jobs or os.cpu_count() or 1
-    order = sorted(stages, key=lambda n: -count_parameters(get_stage(n).build_model(get_stage(n).CONFIG,
-                                                                                     device="meta")))
+    plans = [plan(n, options=options) for n in (stages or all_stages())]
+    plans.sort(key=lambda p: -count_parameters(p.stage.build_model(p.model, device="meta")))
     start = time.perf_counter()
-    rows = in_processes(_train_one, [(n, stage_config(n, given or {}, jobs), names, runs_dir) for n in order], jobs,
-                        f"{len(order)} stages on {jobs} processes", "stage",
+    rows = in_processes(_train_one, [(p, stage_runtime(p.stage, runtime, jobs), names, runs_dir) for p in plans], jobs,
+                        f"{len(plans)} stages on {jobs} processes", "stage",
                         done=lambda row: f"stage {row['stage']} val {row['val']:.4f}")
     return sorted(rows, key=lambda r: r["stage"]), time.perf_counter() - start
 
@@ -54,19 +53,20 @@ def reproduce(stages=tuple(STAGES), given: dict | None = None, jobs: int | None 
 def results_table(rows: list[dict], tablefmt: str = "github") -> str:
     table = []
     for r in rows:
-        lecture = get_stage(r["stage"]).LECTURE
-        table.append([r["stage"], title(r["stage"]), f"{r['params']:,}", f"{r['train']:.4f}", f"{r['val']:.4f}",
-                      f"{r['test']:.4f}" if "test" in r else "-", recipe_text(r["config"]), f"{r['seconds']:.0f}",
-                      f"{lecture['params']:,}", lecture["train"], lecture["val"], f"{r['val'] - lecture['val']:+.4f}",
-                      str(r["running_mean"])])
+        stage = get_stage(r["stage"])
+        lecture = stage.lecture
+        table.append([r["stage"], stage.title, f"{r['params']:,}", f"{r['train']:.4f}", f"{r['val']:.4f}",
+                      f"{r['test']:.4f}" if "test" in r else "-", recipe_text(r["recipe"], r["runtime"]),
+                      f"{r['seconds']:.0f}", f"{lecture.params:,}", lecture.train, lecture.val,
+                      f"{r['val'] - lecture.val:+.4f}", str(r["running_mean"])])
     headers = ["stage", "what", "params", "train", "val", "test", "recipe", "seconds", "lecture params",
                "lecture train", "lecture val", "val - lecture", "BatchNorm running mean"]
     return tabulate(table, headers, tablefmt=tablefmt, disable_numparse=True)
 
 
-def recipe_text(c: TrainConfig) -> str:
+def recipe_text(recipe, runtime: Runtime) -> str:
     """'200,000 x 32, SGD lr 0.1 -> 0.01 at 150,000, seed 42, compiled'"""
-    return f"{c.describe()}, seed {c.seed}, {c.path}"
+    return f"{recipe.describe()}, seed {runtime.seed}, {runtime.engine}"
 
 
 def results_markdown(rows: list[dict], wall: float, jobs: int) -> str:

@@ -34,7 +34,7 @@ def splits_of_stage(splits_by_block):
     names = {}
 
     def get(n: int):
-        c = get_stage(n).CONFIG
+        c = get_stage(n).config
         if not c.whole_names:
             return splits_by_block(c.block_size)
         if c.block_size not in names:

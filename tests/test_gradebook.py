@@ -15,9 +15,9 @@ from makemore_wavenet.grader.batch import find_submissions, grade_many
 from makemore_wavenet.grader.gradebook import Gradebook
 from makemore_wavenet.grader.leaderboard import leaderboards, render
 from makemore_wavenet.grader.sandbox import Limits
-from makemore_wavenet.grader.thresholds import SCHEDULES
 from makemore_wavenet.shared.trainer import run
-from makemore_wavenet.stages import get_stage
+from makemore_wavenet.grader.grade import Options
+from makemore_wavenet.stages import get_stage, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = (1, 2)
@@ -42,7 +42,7 @@ def checkpoints(tmp_path_factory, splits_by_block):
     metrics = {}
     for n in STAGES:
         stage = get_stage(n)
-        result = run(stage.build_model, stage.CONFIG, SCHEDULES["quick"], splits_by_block(stage.CONFIG.block_size),
+        result = run(stage.build_model, stage.config, plan(n, "quick").recipe, splits_by_block(stage.config.block_size),
                      out_dir=runs / f"stage{n}", progress=False, stage=n)
         metrics[n] = result.metrics
     return runs, metrics
@@ -67,7 +67,7 @@ def classroom(tmp_path_factory, checkpoints):
     forged = root = folder / "cheat-forged-checkpoint" / "runs" / "stage1" / "checkpoint.pt"
     ckpt = torch.load(forged, weights_only=True)
     torch.manual_seed(0)
-    fresh = get_stage(1).build_model()
+    fresh = get_stage(1).build_model(get_stage(1).config)
     ckpt["state"] = {k: v.clone() for k, v in fresh.state().items()}
     ckpt["metrics"] = {"train": 0.5, "val": 0.5, "test": 0.5}
     torch.save(ckpt, forged)
@@ -79,8 +79,8 @@ def graded(classroom, tmp_path_factory):
     folder, honest = classroom
     book = Gradebook(tmp_path_factory.mktemp("book") / "gradebook.db")
     start = time.perf_counter()
-    stored = grade_many(find_submissions(folder), book, cohort="2026", tier="hidden", schedule="quick",
-                        stages=STAGES, limits=Limits(seconds=15), progress=False)
+    options = Options(tier="hidden", schedule="quick", stages=STAGES, limits=Limits(seconds=15))
+    stored = grade_many(find_submissions(folder), book, options, cohort="2026", progress=False)
     print(f"\n20 submissions (stages {STAGES}, hidden tier, from checkpoints) graded in "
           f"{time.perf_counter() - start:.1f} s")
     return book, dict(stored), honest
@@ -118,8 +118,8 @@ def test_submissions_that_never_load_fail_every_check(graded, student, status, w
 def test_one_hanging_check_costs_only_itself(graded):
     book, stored, _ = graded
     report = book.report(stored["hang-in-flatten"])
-    assert [r.status for r in report.results if r.exercise == "2.2"] == ["timeout", "timeout"]
-    stage_2_losses = [r.status for r in report.results if r.exercise == "stage 2" and r.value is None
+    assert [r.status for r in report.results if r.row == "2.2"] == ["timeout", "timeout"]
+    stage_2_losses = [r.status for r in report.results if r.row == "stage 2" and r.value is None
                       and "loss" in r.check]
     assert stage_2_losses == ["timeout", "timeout"]  # stage 2's model uses Flatten too
     assert report.passed == len(report.results) - 4  # and nothing else was lost
@@ -128,7 +128,7 @@ def test_one_hanging_check_costs_only_itself(graded):
 def test_cheats_gain_nothing(graded, checkpoints):
     book, stored, _ = graded
     fake = book.report(stored["cheat-fake-pass"])
-    assert {r.status for r in fake.results if r.exercise == "2.2"} == {"fail"} and "ALL CHECKS PASSED" in fake.log
+    assert {r.status for r in fake.results if r.row == "2.2"} == {"fail"} and "ALL CHECKS PASSED" in fake.log
     forged = book.report(stored["cheat-forged-checkpoint"])
     assert forged.loss(1, "val") > 3.0  # the parent measured the untrained model, not the claimed 0.5
     ce = book.report(stored["cheat-cross-entropy"])
@@ -166,8 +166,8 @@ def test_grading_on_a_local_dask_cluster(classroom, tmp_path):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         with Gradebook(tmp_path / "dask.db") as book:
-            stored = dict(grade_many(subs, book, executor=client.get_executor(), tier="public",
-                                     schedule="quick", stages=STAGES, losses=False, progress=False))
+            options = Options(tier="public", schedule="quick", stages=STAGES, losses=False)
+            stored = dict(grade_many(subs, book, options, executor=client.get_executor(), progress=False))
             assert book.count() == 3
             assert book.report(stored[honest[0]]).passed == len(book.report(stored[honest[0]]).results)
             assert book.report(stored["crash-syntax"]).passed == 0
@@ -175,12 +175,12 @@ def test_grading_on_a_local_dask_cluster(classroom, tmp_path):
 
 def test_the_challenge_has_boards_of_its_own(tmp_path):
     """Reports graded on the challenge schedule make the challenge's boards, and only them."""
-    from makemore_wavenet.grader.report import CheckResult, Report
+    from makemore_wavenet.grader.report import CheckResult, Loss, Report
 
     def report(schedule, val):
-        results = [CheckResult("stage 8", f"{split} loss <= 1.99", tier, "pass", value=val)
+        results = [CheckResult(8, "stage 8", f"{split} loss <= 1.99", tier, "pass", value=val)
                    for split, tier in (("val", "public"), ("test", "hidden"))]
-        return Report("x", "hidden", schedule, results)
+        return Report("x", "hidden", schedule, results, losses=[Loss(8, "val", val), Loss(8, "test", val)])
 
     with Gradebook(tmp_path / "book.db") as book:
         book.add(report("challenge", 1.97), "ada")

@@ -9,12 +9,12 @@ import nbformat
 import pytest
 
 from makemore_wavenet.grader.__main__ import main as grader_main
-from makemore_wavenet.grader.exercises import EXERCISES
-from makemore_wavenet.grader.grade import checks_for, grade, reference_values
+from makemore_wavenet.grader.exercises import exercises
+from makemore_wavenet.grader.grade import Options, checks_for, grade, reference_values
 from makemore_wavenet.grader.regions import RegionError, all_regions, find_regions, student_text
 from makemore_wavenet.grader.release import release
 from makemore_wavenet.grader.sandbox import Limits
-from makemore_wavenet.grader.thresholds import val_threshold
+from makemore_wavenet.grader.thresholds import Thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,19 +47,19 @@ def patch(root: Path, file: str, old: str, new: str) -> Path:
 
 
 def by_exercise(report, exercise):
-    return [r for r in report.results if r.exercise == exercise]
+    return [r for r in report.results if r.row == exercise]
 
 
 def test_every_exercise_has_a_region_and_checks():
     ids = {r.exercise for r in all_regions(ROOT)}
-    assert ids == {ex.id for ex in EXERCISES}
+    assert ids == set(exercises())
     checked = {c.exercise for c in checks_for("hidden")}
-    assert {ex.id for ex in EXERCISES} <= checked
+    assert set(exercises()) <= checked
     assert {c.tier for c in checks_for("hidden")} == {"public", "hidden"}
 
 
 def test_master_passes_every_check_public_and_hidden(references):
-    report = grade(ROOT, tier="hidden", schedule="quick", references=references)
+    report = grade(ROOT, Options(tier="hidden"), references=references)
     failures = [r for r in report.results if r.status != "pass"]
     assert not failures, failures
     assert {r.tier for r in report.results} == {"public", "hidden"}
@@ -68,10 +68,10 @@ def test_master_passes_every_check_public_and_hidden(references):
 
 
 def test_fresh_student_edition_reports_every_exercise_not_done(edition):
-    report = grade(edition, tier="public", schedule="quick")
+    report = grade(edition, Options())
     statuses = {row[0]: row[2] for row in report.exercise_rows()}
-    assert {ex.id for ex in EXERCISES} <= set(statuses)
-    assert all(statuses[ex.id] == "NOT DONE" for ex in EXERCISES), statuses
+    assert set(exercises()) <= set(statuses)
+    assert all(statuses[ex] == "NOT DONE" for ex in exercises()), statuses
     assert "public checks" in report.summary() and "hidden checks were not run" in report.summary()
 
 
@@ -104,18 +104,20 @@ def test_edition_sources_compile(edition):
         py_compile.compile(str(path), doraise=True)
 
 
-def test_edition_never_loads_the_test_split(edition):
-    data_py = (edition / "shared" / "data.py").read_text()
-    assert 'SPLITS = ("train", "val")' in data_py and '"test")' not in data_py.split("SPLITS =")[1].split("\n")[0]
+def test_the_edition_says_which_it_is_in_its_one_marker(edition):
+    import runpy
+
+    assert runpy.run_path(str(edition / "shared" / "edition.py"))["is_student"]()
+    assert not runpy.run_path(str(ROOT / "shared" / "edition.py"))["is_student"]()
 
 
 def test_edition_notebooks_are_valid_and_hold_the_exercises(edition):
-    for stage in sorted({ex.stage for ex in EXERCISES}):
+    for stage in sorted({ex.stage for ex in exercises().values()}):
         nb = nbformat.read(edition / "notebooks" / f"stage{stage}.ipynb", as_version=4)
         nbformat.validate(nb)
         assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# Stage {stage}")
         code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-        for ex in (e for e in EXERCISES if e.stage == stage):
+        for ex in (e for e in exercises().values() if e.stage == stage):
             assert f'raise NotImplementedError("exercise {ex.id}' in code
 
 
@@ -131,12 +133,12 @@ def test_malformed_regions_are_errors(tmp_path):
 
 # --- broken and hostile submissions: each caught, with the right status and a useful message ---
 
-FAST = dict(tier="public", schedule="quick", losses=False)
+FAST = dict(tier="public", schedule="quick", losses=False)  # the exercise checks only
 
 
 def test_batchnorm_reducing_over_dim_0_in_stage_5(tmp_path):
     root = patch(copy_master(tmp_path), "shared/layers.py", "dims = (0, 1)  # batch and positions", "dims = 0")
-    report = grade(root, stages=(5,), **FAST)
+    report = grade(root, Options(stages=(5,), **FAST))
     bn = [r for r in by_exercise(report, "5.1") if r.status != "pass"]
     assert bn and all(r.status == "fail" for r in bn)
     assert "running_mean: expected shape (1, 1, 3), got (1, 8, 3)" in bn[0].message
@@ -146,7 +148,7 @@ def test_batchnorm_reducing_over_dim_0_in_stage_5(tmp_path):
 def test_flatten_consecutive_that_mixes_examples(tmp_path):
     root = patch(copy_master(tmp_path), "shared/layers.py", "x = x.view(B, T // self.n, C * self.n)",
                  "x = x.transpose(0, 1).reshape(T // self.n, B, C * self.n).transpose(0, 1)")
-    report = grade(root, stages=(4,), **FAST)
+    report = grade(root, Options(stages=(4,), **FAST))
     fc = by_exercise(report, "4.1")
     assert fc[0].status == "fail" and "values differ" in fc[0].message
     assert "mixes positions of different examples" in fc[0].message
@@ -154,14 +156,14 @@ def test_flatten_consecutive_that_mixes_examples(tmp_path):
 
 def test_linear_without_fan_in_scaling(tmp_path):
     root = patch(copy_master(tmp_path), "shared/layers.py", "/ fan_in**0.5  # kaiming-like", "  # kaiming-like")
-    report = grade(root, stages=(1,), **FAST)
+    report = grade(root, Options(stages=(1,), **FAST))
     init = [r for r in report.results if r.check == "initial weight scale"][0]
     assert init.status == "fail" and "weight_scales" in init.message and "sqrt(fan_in)" in init.message
 
 
 def test_model_of_the_wrong_size(tmp_path):
     root = patch(copy_master(tmp_path), "stages/stage5_batchnorm_fix/model.py", "n_hidden=68", "n_hidden=64")
-    report = grade(root, stages=(5,), **FAST)
+    report = grade(root, Options(stages=(5,), **FAST))
     size = [r for r in by_exercise(report, "stage 5") if r.check.startswith("configuration")][0]
     assert size.status == "fail" and "expected 68, got 64" in size.message
 
@@ -169,7 +171,7 @@ def test_model_of_the_wrong_size(tmp_path):
 def test_constant_logits_fail_the_loss_check(tmp_path):
     root = patch(copy_master(tmp_path), "stages/stage1_baseline_mlp/model.py",
                  "        return x  # (B, vocab_size)", "        return x * 0  # (B, vocab_size)")
-    report = grade(root, stages=(1,), tier="public", schedule="quick")
+    report = grade(root, Options(stages=(1,)))
     loss = [r for r in by_exercise(report, "stage 1") if r.check.startswith("val loss")][0]
     assert loss.status == "fail" and abs(loss.value - 3.2958) < 1e-3 and "constant logits" in loss.message
 
@@ -177,7 +179,7 @@ def test_constant_logits_fail_the_loss_check(tmp_path):
 def test_code_that_raises_is_an_error_and_the_rest_still_runs(tmp_path):
     root = patch(copy_master(tmp_path), "shared/layers.py", "        return x.view(x.shape[0], -1)",
                  "        raise KeyError('oops')")
-    report = grade(root, stages=(2,), **FAST)
+    report = grade(root, Options(stages=(2,), **FAST))
     flat = by_exercise(report, "2.2")[0]
     assert flat.status == "error" and "KeyError: 'oops'" in flat.message and "layers.py" in flat.message
     assert all(r.status == "pass" for r in by_exercise(report, "2.1") + by_exercise(report, "2.3"))
@@ -186,7 +188,7 @@ def test_code_that_raises_is_an_error_and_the_rest_still_runs(tmp_path):
 def test_infinite_loop_times_out_and_loses_nothing_else(tmp_path):
     root = patch(copy_master(tmp_path), "shared/layers.py", "        return self.weight[ix]  # (B, T) -> (B, T, C)",
                  "        while True:\n            pass")
-    report = grade(root, stages=(2,), limits=Limits(seconds=5), **FAST)
+    report = grade(root, Options(stages=(2,), limits=Limits(seconds=5), **FAST))
     assert by_exercise(report, "2.1")[0].status == "timeout"
     assert all(r.status == "pass" for r in by_exercise(report, "2.2") + by_exercise(report, "2.3"))
 
@@ -194,7 +196,7 @@ def test_infinite_loop_times_out_and_loses_nothing_else(tmp_path):
 def test_memory_hog_is_stopped_by_the_limit(tmp_path):
     root = patch(copy_master(tmp_path), "shared/layers.py", "        return x.view(x.shape[0], -1)",
                  "        hog = [bytearray(10**8) for _ in range(10**4)]")
-    report = grade(root, stages=(2,), limits=Limits(seconds=60, memory_mb=3000), **FAST)
+    report = grade(root, Options(stages=(2,), limits=Limits(seconds=60, memory_mb=3000), **FAST))
     flat = by_exercise(report, "2.2")[0]
     assert flat.status == "error" and "memory" in flat.message
     assert by_exercise(report, "2.3")[0].status == "pass"
@@ -203,7 +205,7 @@ def test_memory_hog_is_stopped_by_the_limit(tmp_path):
 def test_printing_a_fake_pass_changes_nothing(tmp_path):
     root = patch(copy_master(tmp_path), "shared/layers.py", "        x = x.view(B, T // self.n, C * self.n)",
                  "        print('PASS: all checks passed 29/29'); x = x.view(B, C * self.n, T // self.n)")
-    report = grade(root, stages=(4,), **FAST)
+    report = grade(root, Options(stages=(4,), **FAST))
     assert by_exercise(report, "4.1")[0].status == "fail"
     assert "PASS: all checks passed" in report.log  # kept as a log, never read as a result
 
@@ -214,7 +216,7 @@ def test_exiting_early_is_an_error(tmp_path, exit_call, message):
     root = copy_master(tmp_path)
     patch(root, "shared/layers.py", "        return x.view(x.shape[0], -1)",
           f"        import os, sys\n        {exit_call}")
-    report = grade(root, stages=(2,), **FAST)
+    report = grade(root, Options(stages=(2,), **FAST))
     flat = by_exercise(report, "2.2")[0]
     assert flat.status == "error" and message in flat.message
     assert by_exercise(report, "2.3")[0].status == "pass"  # a fresh child took the remaining checks
@@ -223,7 +225,7 @@ def test_exiting_early_is_an_error(tmp_path, exit_call, message):
 def test_monkeypatched_cross_entropy_cannot_fake_a_loss(tmp_path):
     root = patch(copy_master(tmp_path), "shared/trainer.py", "LOG_EVERY = 1000",
                  "LOG_EVERY = 1000\n_ce = F.cross_entropy\nF.cross_entropy = lambda *a, **k: _ce(*a, **k) * 0.001")
-    report = grade(root, stages=(1,), tier="public", schedule="quick")
+    report = grade(root, Options(stages=(1,)))
     loss = [r for r in by_exercise(report, "stage 1") if r.check.startswith("val loss")][0]
     assert loss.status == "fail" and loss.value > 2.5  # the parent computed the true loss
 
@@ -264,6 +266,9 @@ def test_student_edition_grades_itself_with_shipped_public_checks(edition, tmp_p
     assert out.returncode == 1, out.stderr
     assert "PUBLIC checks only" in out.stdout and "hidden checks were not run" in out.stdout
     assert re.search(r"^5\.1 .*NOT DONE\s+2/3", out.stdout, re.M)  # shipped values judged the 2-D path
+    splits = subprocess.run([python, "-c", "from makemore_wavenet.shared.data import SPLITS; print(SPLITS)"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path).stdout
+    assert splits.strip() == "('train', 'val')"  # the edition never builds the test split
     out = grader("grade", str(edition), "--tier", "hidden", "--skip-loss")
     assert out.returncode == 3 and "hidden checks are not part of this edition" in out.stderr
 
@@ -271,7 +276,7 @@ def test_student_edition_grades_itself_with_shipped_public_checks(edition, tmp_p
 def test_private_test_names_replace_the_test_split(tmp_path, references):
     private = tmp_path / "private.txt"
     private.write_text("\n".join(["zelda", "quentin", "amara", "bo"] * 50) + "\n")
-    report = grade(ROOT, tier="hidden", schedule="quick", stages=(1,), test_names=private, references=references)
+    report = grade(ROOT, Options(tier="hidden", stages=(1,), test_names=private), references=references)
     test = [r for r in report.results if r.check.startswith("test loss")]
     assert len(test) == 1 and test[0].value is not None and report.test_source == str(private)
     assert test[0].value != report.loss(1, "val")
@@ -280,14 +285,14 @@ def test_private_test_names_replace_the_test_split(tmp_path, references):
 def test_public_summary_never_says_all_passed_without_public_checks():
     from makemore_wavenet.grader.report import CheckResult, Report
 
-    ok = Report("x", "public", "quick", [CheckResult("1.1", "c", "public", "pass")])
+    ok = Report("x", "public", "quick", [CheckResult(1, "1.1", "c", "public", "pass")])
     assert "public checks passed" in ok.summary() and "hidden checks were not run" in ok.summary().lower()
     assert "PUBLIC checks only" in ok.table()
     assert "HIDDEN" in Report("x", "hidden", "quick", ok.results).title()
 
 
 def test_edition_starts_the_challenge_from_stage_7(edition):
-    from makemore_wavenet.stages.stage8_challenge import ENTRIES, load_entry
+    from makemore_wavenet.stages.stage8_challenge.entry import ENTRIES, load_entry
 
     assert load_entry(edition / "challenge.toml") == load_entry(ENTRIES / "stage7.toml")
     assert "grade --schedule challenge" in (edition / "challenge.toml").read_text()
@@ -296,22 +301,22 @@ def test_edition_starts_the_challenge_from_stage_7(edition):
 def test_the_challenge_trains_the_submissions_own_entry(tmp_path):
     root = copy_master(tmp_path)
     (root / "challenge.toml").write_text("[model]\nn_embd = 4\nn_hidden = 8\ndilations = [1, 2]\n\n"
-                                         "[train]\nsteps = 30\nbatch_size = 4\nseed = 7\n")
-    report = grade(root, tier="public", schedule="challenge", stages=(8,))
+                                         "[train]\nsteps = 30\nbatch_size = 4\n")
+    report = grade(root, Options(schedule="challenge"))
     [loss] = [r for r in by_exercise(report, "stage 8") if r.check.startswith("val loss")]
     assert loss.status == "fail" and "challenge.toml (30 steps" in loss.message  # too few to beat the lecture
-    assert loss.check == f"val loss <= {val_threshold('challenge', 8):.4f} (challenge schedule)"
+    assert loss.check == f"val loss <= {Thresholds().limit('val', 'challenge', 8):.4f} (challenge schedule)"
     assert 2.3 < loss.value < 3.3
 
 
 def test_a_missing_or_broken_challenge_entry_is_an_error_and_the_checks_still_run(tmp_path):
     root = copy_master(tmp_path)
-    report = grade(root, tier="public", schedule="challenge", stages=(8,))
+    report = grade(root, Options(schedule="challenge"))
     [entry] = [r for r in report.results if r.check == "the challenge entry"]
     assert entry.status == "error" and "no challenge.toml" in entry.message
     assert {r.status for r in by_exercise(report, "8.1")} == {"pass"}
     (root / "challenge.toml").write_text("[model]\nwidth = 3\n")
-    report = grade(root, tier="public", schedule="challenge", stages=(8,))
+    report = grade(root, Options(schedule="challenge"))
     [entry] = [r for r in report.results if r.check == "the challenge entry"]
     assert entry.status == "error" and "no setting width" in entry.message
 
@@ -319,7 +324,7 @@ def test_a_missing_or_broken_challenge_entry_is_an_error_and_the_checks_still_ru
 def test_a_block_that_forgets_the_residual_fails_with_a_hint(tmp_path):
     root = patch(copy_master(tmp_path), "stages/stage8_challenge/model.py",
                  "else x[:, self.dilation:] + self.residual(z)", "else self.residual(z)")
-    report = grade(root, stages=(8,), **FAST)
+    report = grade(root, Options(stages=(8,), **FAST))
     block = by_exercise(report, "8.2")
     assert block[0].status == "fail" and "x[:, dilation:] + residual(z)" in block[0].message
     assert block[1].status == "pass"  # the block without a residual is unaffected

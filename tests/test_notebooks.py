@@ -8,8 +8,8 @@ import nbformat
 from fixtures.lecture_notebook import CELLS, lecture_notebook
 
 from makemore_wavenet.grader.__main__ import main as grader_main
-from makemore_wavenet.grader.exercises import EXERCISES
-from makemore_wavenet.grader.grade import grade
+from makemore_wavenet.grader.exercises import exercises
+from makemore_wavenet.grader.grade import Options, grade
 from makemore_wavenet.grader.notebook import code_cells, defined_names, exercise_targets
 from makemore_wavenet.grader.regions import BEGIN, END
 from makemore_wavenet.grader.release import stage_notebook
@@ -46,7 +46,7 @@ def test_exercise_targets_name_every_solution():
     assert targets["3.1"] == ("makemore_wavenet.shared.data", "build_dataset")
     assert targets["6.1"] == ("makemore_wavenet.stages.stage6_scaled_up.model", "CONFIG")
     assert targets["7.1"] == ("makemore_wavenet.shared.layers", "CausalConv1d")
-    assert set(targets) == {ex.id for ex in EXERCISES}
+    assert set(targets) == set(exercises())
 
 
 def test_edition_ships_the_target_map(tmp_path):
@@ -71,9 +71,9 @@ def test_magics_are_stripped_and_loops_skipped(tmp_path):
 def test_lecture_style_notebook_is_graded(tmp_path):
     path = tmp_path / "makemore_part5.ipynb"
     nbformat.write(lecture_notebook(), path)
-    report = grade(path, tier="hidden", schedule="quick")
+    report = grade(path, Options(tier="hidden"))
     assert all(r.status == "pass" for r in report.results), [r for r in report.results if r.status != "pass"]
-    covered = {r.exercise for r in report.results}
+    covered = {r.row for r in report.results}
     assert {"2.1", "2.3", "3.1", "4.1", "5.1", "6.1"} <= covered  # its size says stage 6
     assert report.loss(6, "val") < 2.16 and report.loss(6, "test") is not None
 
@@ -82,23 +82,23 @@ def test_lecture_notebook_with_the_stage_4_bug_fails_5_1(tmp_path):
     cells = [c.replace("dim = (0,1)", "dim = 0") for c in CELLS]
     path = tmp_path / "bug.ipynb"
     nbformat.write(lecture_notebook(cells), path)
-    report = grade(path, tier="public", schedule="quick", losses=False)
-    bn = [r for r in report.results if r.exercise == "5.1"]
+    report = grade(path, Options(tier="public", losses=False))
+    bn = [r for r in report.results if r.row == "5.1"]
     assert bn[0].status == "fail" and "(1, 1, 3)" in bn[0].message
 
 
 def test_student_edition_notebook_filled_in_passes(tmp_path):
     path = tmp_path / "stage4.ipynb"
     nbformat.write(fill_in(stage_notebook(4)), path)
-    report = grade(path, tier="hidden", schedule="quick")
-    assert {r.exercise for r in report.results} >= {"4.1", "4.2", "stage 4"}
+    report = grade(path, Options(tier="hidden"))
+    assert {r.row for r in report.results} >= {"4.1", "4.2", "stage 4"}
     assert all(r.status == "pass" for r in report.results), [r for r in report.results if r.status != "pass"]
 
 
 def test_fresh_edition_notebook_is_not_done(tmp_path):
     path = tmp_path / "stage2.ipynb"
     nbformat.write(stage_notebook(2), path)
-    report = grade(path, tier="public", schedule="quick", losses=False)
+    report = grade(path, Options(tier="public", losses=False))
     rows = {row[0]: row[2] for row in report.exercise_rows()}
     assert all(rows[ex] == "NOT DONE" for ex in ("2.1", "2.2", "2.3", "2.4")), rows
 
@@ -108,9 +108,9 @@ def test_a_cell_that_does_not_parse_costs_only_itself(tmp_path):
     nb.cells.insert(3, nbformat.v4.new_code_cell("def broken(:\n  pass"))
     path = tmp_path / "typo.ipynb"
     nbformat.write(nb, path)
-    report = grade(path, tier="public", schedule="quick", losses=False)
+    report = grade(path, Options(tier="public", losses=False))
     broken = [r for r in report.results if r.status != "pass"]
-    assert [(r.exercise, r.status) for r in broken] == [("notebook", "error")]
+    assert [(r.row, r.status) for r in broken] == [("notebook", "error")]
     assert "code cell 3 does not parse" in broken[0].message
 
 

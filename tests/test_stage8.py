@@ -5,14 +5,14 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from makemore_wavenet.shared.config import TrainConfig
+from makemore_wavenet.shared.config import Runtime, TrainConfig
 from makemore_wavenet.shared.data import IGNORE, build_names
 from makemore_wavenet.shared.layers import Dropout, GatedActivation
 from makemore_wavenet.shared.sampling import sample
 from makemore_wavenet.shared.trainer import make_step, train
 from makemore_wavenet.stages import count_parameters, get_stage, load_model
-from makemore_wavenet.stages.stage8_challenge import (ENTRIES, ENTRY, EntryError, WaveNetConfig, build_model,
-                                                      entry_path, load_entry)
+from makemore_wavenet.stages.stage8_challenge.entry import ENTRIES, ENTRY, EntryError, entry_path, load_entry
+from makemore_wavenet.stages.stage8_challenge.model import WaveNetConfig, build_model
 from makemore_wavenet.stages.stage8_challenge.challenge import challenge_table, run_entry, summarize
 
 SEVEN = get_stage(7)
@@ -52,7 +52,7 @@ def test_with_every_part_off_it_is_stage_7_weight_for_weight():
     torch.manual_seed(0)
     eight = build_model(config)
     torch.manual_seed(0)
-    seven = SEVEN.build_model(SEVEN.CONFIG)
+    seven = SEVEN.build_model(SEVEN.config)
     X, _ = build_names(NAMES, 8)
     assert count_parameters(eight) == count_parameters(seven) == 76_579
     logits = []
@@ -177,7 +177,7 @@ def test_each_ablation_changes_one_part_of_the_base():
         if path.stem == "base":
             assert not changed and not changed_train
         elif path.stem == "adamw":
-            assert not changed and changed_train == {"optimizer", "lr", "lr_final", "schedule", "weight_decay"}
+            assert not changed and changed_train == {"optimizer", "lr", "lr_final", "lr_schedule", "weight_decay"}
         else:
             assert len(changed) == 1 and not changed_train, (path.stem, changed, changed_train)
 
@@ -187,15 +187,15 @@ def test_an_unknown_entry_name_lists_the_known_ones():
         entry_path("no_such_entry")
 
 
-def test_train_config_optimizer_and_schedule():
-    cosine = TrainConfig(steps=100, lr=1.0, lr_final=0.1, schedule="cosine")
+def test_train_config_optimizer_and_lr_schedule():
+    cosine = TrainConfig(steps=100, lr=1.0, lr_final=0.1, lr_schedule="cosine")
     assert cosine.lr_at(0) == 1.0 and cosine.lr_at(50) == pytest.approx(0.55) and cosine.lr_at(99) > 0.1
     assert TrainConfig(optimizer="adamw", weight_decay=0.1).describe() == \
         "200,000 x 32, AdamW lr 0.1 -> 0.01 at 150,000, wd 0.1"
     with pytest.raises(ValueError, match="weight_decay is AdamW's"):
         TrainConfig(weight_decay=0.1)
     with pytest.raises(ValueError, match="plain SGD only"):
-        TrainConfig(optimizer="adamw", path="fast")
+        Runtime(engine="fast").check(TrainConfig(optimizer="adamw"))
 
 
 def test_adamw_decays_weight_matrices_not_gains_shifts_or_biases():
@@ -204,7 +204,7 @@ def test_adamw_decays_weight_matrices_not_gains_shifts_or_biases():
     for wd in (0.0, 0.5):
         torch.manual_seed(0)
         model = build_model(small())
-        make_step(model, TrainConfig(optimizer="adamw", lr=0.01, weight_decay=wd), X)(X, Y, 0.01)
+        make_step(model, TrainConfig(optimizer="adamw", lr=0.01, weight_decay=wd), "plain", X)(X, Y, 0.01)
         models.append(model)
     for a, b in zip(*(m.parameters() for m in models)):
         assert torch.equal(a, b) == (a.ndim < 2)
@@ -212,13 +212,13 @@ def test_adamw_decays_weight_matrices_not_gains_shifts_or_biases():
 
 def test_adamw_training_is_deterministic_under_a_seed_and_learns():
     X, Y = build_names(NAMES * 4, 8)
-    config = TrainConfig(steps=60, batch_size=8, optimizer="adamw", lr=0.01, lr_final=0.001, schedule="cosine",
+    config = TrainConfig(steps=60, batch_size=8, optimizer="adamw", lr=0.01, lr_final=0.001, lr_schedule="cosine",
                          weight_decay=0.1)
     runs = []
     for _ in range(2):
         torch.manual_seed(3)
         model = build_model(small(dropout=0.1))
-        runs.append(train(model, X, Y, config, progress=False))
+        runs.append(train(model, X, Y, config, whole_names=True, progress=False))
     assert torch.equal(runs[0], runs[1])
     assert runs[0][-10:].mean() < runs[0][:10].mean() - 0.5
 
@@ -231,7 +231,7 @@ def test_a_challenge_run_checkpoints_and_tabulates(tmp_path):
     assert rows[0]["val"] != rows[1]["val"]  # two seeds, two runs
     model, ckpt = load_model(tmp_path / "runs" / "challenge" / "tiny" / "seed1" / "checkpoint.pt", device="cpu")
     assert ckpt["model_config"] == load_entry(entry)[0] and ckpt["stage"] == 8
-    names = sample(model, ckpt["model_config"].block_size, n=5, seed=1)
+    names = sample(model, ckpt["model_config"], n=5, seed=1)
     assert len(names) == 5 and all(set(name) <= set("abcdefghijklmnopqrstuvwxyz") for name in names)
     [summary] = summarize(rows)
     assert summary["seeds"] == 2 and summary["val"] == pytest.approx((rows[0]["val"] + rows[1]["val"]) / 2)

@@ -10,36 +10,38 @@ import torch.nn.functional as F
 
 from makemore_wavenet.shared.layers import BatchNorm1d
 from makemore_wavenet.shared.trainer import run
-from makemore_wavenet.stages import STAGES, count_parameters, get_stage, lesson, recipe
+from makemore_wavenet.shared.config import Runtime
+from makemore_wavenet.stages import all_stages, count_parameters, get_stage, plan
 
 EXPECTED_PARAMS = {1: 12_097, 2: 12_097, 3: 22_097, 4: 22_397, 5: 22_397, 6: 76_579, 7: 76_579}
-ALL = list(STAGES)
-WINDOWS = [n for n in STAGES if not get_stage(n).CONFIG.whole_names]  # one prediction per example
+ALL = list(all_stages())
+WINDOWS = [n for n in ALL if not get_stage(n).config.whole_names]  # one prediction per example
 
 
 def build(n, **kw):
     torch.manual_seed(42)
     stage = get_stage(n)
-    return stage.build_model(stage.CONFIG, **kw)
+    return stage.build_model(stage.config, **kw)
 
 
 def short_run(n, splits_of_stage, steps=200, seed=42):
     stage = get_stage(n)
-    config = replace(recipe(n), steps=steps, seed=seed, device="cpu")
-    return run(stage.build_model, stage.CONFIG, config, splits_of_stage(n), progress=False, eval_splits=("val",))
+    config = replace(stage.recipe, steps=steps)
+    return run(stage.build_model, stage.config, config, splits_of_stage(n), Runtime(seed=seed, device="cpu"),
+               progress=False, eval_splits=("val",))
 
 
 @pytest.mark.parametrize("n", EXPECTED_PARAMS)
 def test_parameter_counts(n):
     """The lecture's models (stage 7 is stage 6's); stage 8's size is its entry's (test_stage8)."""
-    assert count_parameters(build(n)) == EXPECTED_PARAMS[n] == get_stage(n).LECTURE["params"]
+    assert count_parameters(build(n)) == EXPECTED_PARAMS[n] == get_stage(n).lecture.params
 
 
 @pytest.mark.parametrize("n", WINDOWS)
 @pytest.mark.parametrize("batch", [1, 4, 32])
 def test_shapes_through_every_stage(n, batch):
     model = build(n)
-    block = get_stage(n).CONFIG.block_size
+    block = get_stage(n).config.block_size
     x = torch.randint(0, 27, (batch, block))
     if batch == 1:  # BatchNorm has no batch statistics for one example: only eval mode works
         with pytest.raises(ValueError, match="more than one value per feature"):
@@ -47,7 +49,7 @@ def test_shapes_through_every_stage(n, batch):
         model.eval()
     assert model(x).shape == (batch, 27)
     if n >= 4:  # the hierarchy: (B, 8) -> (B, 8, E) -> (B, 4, 2E) -> (B, 4, H) -> (B, 2, H) -> (B, H)
-        c = get_stage(n).CONFIG
+        c = get_stage(n).config
         shapes = [tuple(layer.out.shape) for layer in model.layers]
         assert shapes[:3] == [(batch, 8, c.n_embd), (batch, 4, 2 * c.n_embd), (batch, 4, c.n_hidden)]
         assert shapes[5:7] == [(batch, 2, 2 * c.n_hidden), (batch, 2, c.n_hidden)]
@@ -58,7 +60,7 @@ def test_shapes_through_every_stage(n, batch):
 def test_forward_and_backward_on_meta_device_leave_nothing_on_cpu(n):
     """GPU-capable without a GPU: every tensor the model makes lives on the device it was built for."""
     model = build(n, device="meta")
-    block = get_stage(n).CONFIG.block_size
+    block = get_stage(n).config.block_size
     x = torch.randint(0, 27, (32, block), device="meta")
     y = torch.randint(0, 27, (32,), device="meta")
     params = model.parameters()
@@ -111,16 +113,31 @@ def test_batchnorm_running_mean_shape_after_training(n, first_running_mean, spli
 
 @pytest.mark.parametrize("n", ALL)
 def test_every_stage_has_a_lesson(n):
-    text = lesson(n)
+    text = get_stage(n).lesson
     assert text.startswith(f"# Stage {n}") and "shape" in text.lower() and len(text) > 400
 
 
-def test_reproduce_trains_each_stage_on_a_path_it_can_take():
-    from makemore_wavenet.stages.reproduce import stage_config
+def test_reproduce_trains_each_stage_on_an_engine_it_can_take():
+    from makemore_wavenet.stages.reproduce import stage_runtime
 
-    assert stage_config(6, {"path": "compiled"}, jobs=2) == replace(recipe(6), path="compiled", device="cpu")
-    for n in (7, 8):  # convolutions: the plain path, with the stage's own recipe
-        assert stage_config(n, {"path": "compiled", "steps": 10}, jobs=1) == replace(recipe(n), steps=10)
+    compiled = Runtime(engine="compiled")
+    assert stage_runtime(get_stage(6), compiled, jobs=2) == Runtime(engine="compiled", device="cpu")
+    for n in (7, 8):  # convolutions: the plain engine
+        assert stage_runtime(get_stage(n), compiled, jobs=1) == Runtime()
+
+
+def test_a_plan_is_the_stages_recipe_quick_full_or_an_entrys_with_the_options_given(tmp_path):
+    assert plan(6).recipe == get_stage(6).recipe and plan(6).model == get_stage(6).config
+    assert plan(7, "quick").recipe == replace(get_stage(7).recipe, steps=get_stage(7).recipe.steps // 40)
+    assert plan(3, options={"steps": 10, "lr": 0.5}).recipe == replace(get_stage(3).recipe, steps=10, lr=0.5)
+    entry = tmp_path / "tiny.toml"
+    entry.write_text("[model]\nn_hidden = 8\ndilations = [1, 2]\n\n[train]\nsteps = 20\n")
+    tiny = plan(8, "challenge", entry=entry)
+    assert (tiny.model.n_hidden, tiny.model.block_size, tiny.recipe.steps) == (8, 4, 20)
+    with pytest.raises(ValueError, match="entry file"):
+        plan(8, "challenge")
+    with pytest.raises(ValueError, match="trains no entries"):
+        plan(6, entry=entry)
 
 
 def test_parallel_processes_share_the_cores_as_threads(monkeypatch):

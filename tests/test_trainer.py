@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from makemore_wavenet.shared import checkpoint
-from makemore_wavenet.shared.config import TrainConfig
+from makemore_wavenet.shared.config import Runtime, TrainConfig
 from makemore_wavenet.shared.data import build_names
 from makemore_wavenet.shared.device import resolve_device
 from makemore_wavenet.shared.plots import save_loss_plot, smoothed_log_loss
@@ -18,7 +18,7 @@ from makemore_wavenet.stages import get_stage, load_model
 
 def test_lecture_schedule_is_the_default():
     c = TrainConfig()
-    assert (c.steps, c.batch_size, c.seed) == (200_000, 32, 42)
+    assert (c.steps, c.batch_size, Runtime().seed) == (200_000, 32, 42)
     assert c.lr_at(0) == c.lr_at(149_999) == 0.1
     assert c.lr_at(150_000) == c.lr_at(199_999) == 0.01
     assert TrainConfig(steps=1000).lr_at(750) == 0.01  # the decay scales with the run
@@ -71,7 +71,7 @@ def test_calibration_counts_every_position_even_where_training_samples_them():
     models = []
     for positions in (0, 4):
         torch.manual_seed(0)
-        model = seven.build_model(replace(seven.CONFIG, bn_positions=positions), dtype=torch.float64)
+        model = seven.build_model(replace(seven.config, bn_positions=positions), dtype=torch.float64)
         calibrate_batchnorm(model, X, batch_size=len(X))
         models.append(model)
     whole, sampled = ([m for m in model.modules() if isinstance(m, BatchNorm1d)] for model in models)
@@ -83,10 +83,10 @@ def test_calibration_counts_every_position_even_where_training_samples_them():
 def test_a_recipe_that_calibrates_batchnorm_ends_with_calibrated_statistics(splits_by_block):
     stage = get_stage(6)
     X, Y = splits_by_block(8)["train"]
-    config = TrainConfig(steps=50, device="cpu", calibrate_batchnorm=True)
+    config = TrainConfig(steps=50, calibrate_batchnorm=True)
     assert config.describe().endswith(", BatchNorm calibrated")
     torch.manual_seed(0)
-    model = stage.build_model(stage.CONFIG)
+    model = stage.build_model(stage.config)
     train(model, X, Y, config, progress=False)
     model.eval()
     h = model.layers[2](model.layers[1](model.layers[0](X)))  # the first BatchNorm's input: (N, 4, 128)
@@ -98,7 +98,7 @@ def trained(splits_by_block, tmp_path_factory):
     """Stage 2, 300 steps, with its checkpoint and plot."""
     stage = get_stage(2)
     out = tmp_path_factory.mktemp("run")
-    result = run(stage.build_model, stage.CONFIG, TrainConfig(steps=300, device="cpu"), splits_by_block(3),
+    result = run(stage.build_model, stage.config, TrainConfig(steps=300), splits_by_block(3), Runtime(device="cpu"),
                  out_dir=out, progress=False, stage=2)
     return result, splits_by_block(3)
 
@@ -109,7 +109,7 @@ def test_run_writes_checkpoint_and_plot(trained):
     assert set(result.metrics) == {"train", "val", "test"} and result.metrics["val"] < 3.0
     ckpt = checkpoint.load(result.checkpoint)
     assert ckpt["metrics"] == result.metrics and ckpt["stage"] == 2
-    assert ckpt["train_config"] == TrainConfig(steps=300, device="cpu")
+    assert ckpt["recipe"] == TrainConfig(steps=300) and ckpt["runtime"] == Runtime(device="cpu")
     assert torch.equal(ckpt["losses"], result.losses)
     png = result.checkpoint.parent / "loss.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -139,9 +139,10 @@ def test_evaluate_is_independent_of_its_batch_size(trained):
 
 def test_sampling_is_seeded_and_makes_names(trained):
     model = trained[0].model.train()
-    names = sample(model, block_size=3, n=30, seed=1)
-    assert names == sample(model, block_size=3, n=30, seed=1)
-    assert names != sample(model, block_size=3, n=30, seed=2)
+    config = get_stage(2).config
+    names = sample(model, config, n=30, seed=1)
+    assert names == sample(model, config, n=30, seed=1)
+    assert names != sample(model, config, n=30, seed=2)
     assert len(names) == 30 and all(set(name) <= set("abcdefghijklmnopqrstuvwxyz") for name in names)
     assert sum(len(name) for name in names) / 30 > 3  # names, not single letters
     assert model.training  # sampling restores the mode it found
@@ -158,6 +159,18 @@ def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path):
         load_model(bad)
     with pytest.raises(checkpoint.CheckpointError, match="no checkpoint at"):
         checkpoint.load(tmp_path / "missing.pt")
+
+
+def test_a_format_1_checkpoint_loads_with_its_recipe_and_runtime_apart(trained, tmp_path):
+    """Format 1 kept seed, device and the engine (then "path") in one train_config."""
+    result, splits = trained
+    old = torch.load(result.checkpoint, weights_only=True)
+    recipe, runtime = old.pop("recipe"), old.pop("runtime")
+    old.update(format=1, train_config={**recipe, "seed": 7, "device": runtime["device"], "path": "fast"})
+    torch.save(old, tmp_path / "old.pt")
+    model, ckpt = load_model(tmp_path / "old.pt", device="cpu")
+    assert ckpt["recipe"] == TrainConfig(steps=300) and ckpt["runtime"] == Runtime(seed=7, device="cpu", engine="fast")
+    assert evaluate(model, *splits["val"]) == result.metrics["val"]
 
 
 def test_loss_plot_means():

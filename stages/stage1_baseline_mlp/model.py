@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 
 from makemore_wavenet.shared.config import ModelConfig
-from makemore_wavenet.shared.layers import BatchNorm1d, Embedding, Flatten, Linear, Module, Tanh, randn
+from makemore_wavenet.shared.layers import (BatchNorm1d, Embedding, Flatten, Linear, Module, Tanh, less_confident,
+                                            randn)
 
 CONFIG = ModelConfig(block_size=3, n_embd=10, n_hidden=200)
-LECTURE = {"params": 12_097, "train": 2.058, "val": 2.105}  # the lecture's reference numbers
 
 
 class MLP(Module):
@@ -43,7 +43,7 @@ class MLP(Module):
         return self.layers
 
     def fast_layers(self) -> list[Module]:
-        """The same network as layers, for the trainer's fast path: C is an Embedding's table."""
+        """The same network as layers, for the trainer's fast engine: C is an Embedding's table."""
         table = Embedding.__new__(Embedding)
         table.weight = self.C  # the same tensor: updates reach self.C
         return [table, Flatten(), *self.layers]
@@ -54,6 +54,5 @@ class MLP(Module):
 
 def build_model(config: ModelConfig = CONFIG, device=None, dtype=None) -> MLP:
     model = MLP(config, device=device, dtype=dtype)
-    with torch.no_grad():
-        model.layers[-1].weight *= 0.1  # last layer: make the first predictions less confident
+    less_confident(model.layers[-1])
     return model

@@ -7,13 +7,10 @@ same seed this model trains to exactly the same losses as stage 1.
 
 from __future__ import annotations
 
-import torch
-
 from makemore_wavenet.shared.config import ModelConfig
-from makemore_wavenet.shared.layers import BatchNorm1d, Embedding, Flatten, Linear, Sequential, Tanh
+from makemore_wavenet.shared.layers import BatchNorm1d, Embedding, Flatten, Linear, Sequential, Tanh, less_confident
 
 CONFIG = ModelConfig(block_size=3, n_embd=10, n_hidden=200)
-LECTURE = {"params": 12_097, "train": 2.058, "val": 2.105}
 
 
 def build_model(config: ModelConfig = CONFIG, device=None, dtype=None) -> Sequential:
@@ -26,6 +23,5 @@ def build_model(config: ModelConfig = CONFIG, device=None, dtype=None) -> Sequen
         Tanh(),
         Linear(c.n_hidden, c.vocab_size, **kw),  # -> (B, vocab_size)
     ])
-    with torch.no_grad():
-        model.layers[-1].weight *= 0.1  # last layer: make the first predictions less confident
+    less_confident(model.layers[-1])
     return model

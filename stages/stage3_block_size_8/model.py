@@ -11,4 +11,3 @@ from makemore_wavenet.shared.config import ModelConfig
 from ..stage2_pytorchified.model import build_model  # noqa: F401  (the same network)
 
 CONFIG = ModelConfig(block_size=8, n_embd=10, n_hidden=200)
-LECTURE = {"params": 22_097, "train": 1.918, "val": 2.027}

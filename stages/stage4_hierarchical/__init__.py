@@ -1,5 +1,16 @@
 """Stage 4: the hierarchical, WaveNet-style model."""
 
-from .model import CONFIG, LECTURE, build_model
+from ..stage import Exercise, Lecture, Stage
 
-__all__ = ["CONFIG", "LECTURE", "build_model"]
+STAGE = Stage(
+    __name__,
+    lecture=Lecture(params=22_397, train=1.941, val=2.029),
+    exercises=(
+        Exercise("4.1", "FlattenConsecutive",
+                 "Concatenate each n consecutive positions of an example: (B, T, C) -> (B, T // n, C * n); drop the "
+                 "middle dim when it is 1."),
+        Exercise("4.2", "the hierarchical model",
+                 "Build the Sequential: Embedding, then FlattenConsecutive(2) - Linear(no bias) - BatchNorm1d - Tanh "
+                 "until one position is left (use fuse_pairs), then a Linear to vocab_size logits."),
+    ),
+)

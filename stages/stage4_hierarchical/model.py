@@ -10,14 +10,11 @@ so it keeps separate statistics for each position (running mean of shape (1, 4, 
 
 from __future__ import annotations
 
-import torch
-
 from makemore_wavenet.shared.config import ModelConfig
 from makemore_wavenet.shared.layers import (BatchNorm1d, Embedding, FlattenConsecutive, Linear, Sequential,
-                                            Tanh)
+                                            Tanh, less_confident)
 
 CONFIG = ModelConfig(block_size=8, n_embd=10, n_hidden=68, bn_reduce_time=False)
-LECTURE = {"params": 22_397, "train": 1.941, "val": 2.029}
 
 
 def build_model(config: ModelConfig = CONFIG, device=None, dtype=None) -> Sequential:
@@ -27,9 +24,7 @@ def build_model(config: ModelConfig = CONFIG, device=None, dtype=None) -> Sequen
         return [FlattenConsecutive(2), Linear(fan_in * 2, c.n_hidden, bias=False, **kw),
                 BatchNorm1d(c.n_hidden, reduce_time=c.bn_reduce_time, **kw), Tanh()]
 
-    levels = (c.block_size - 1).bit_length()  # 8 positions -> 3 levels of pairs
-    if 2 ** levels != c.block_size:
-        raise ValueError(f"the hierarchy fuses pairs, so block_size must be a power of 2, got {c.block_size}")
+    levels = c.levels()  # 8 positions -> 3 levels of pairs
     # BEGIN EXERCISE 4.2
     model = Sequential([
         Embedding(c.vocab_size, c.n_embd, **kw),  # (B, 8) -> (B, 8, n_embd)
@@ -38,6 +33,5 @@ def build_model(config: ModelConfig = CONFIG, device=None, dtype=None) -> Sequen
         Linear(c.n_hidden, c.vocab_size, **kw),  # -> (B, vocab_size)
     ])
     # END EXERCISE 4.2
-    with torch.no_grad():
-        model.layers[-1].weight *= 0.1  # last layer: make the first predictions less confident
+    less_confident(model.layers[-1])
     return model

@@ -13,4 +13,3 @@ from makemore_wavenet.shared.config import ModelConfig
 from ..stage4_hierarchical.model import build_model  # noqa: F401  (the same network)
 
 CONFIG = ModelConfig(block_size=8, n_embd=10, n_hidden=68, bn_reduce_time=True)
-LECTURE = {"params": 22_397, "train": 1.912, "val": 2.022}

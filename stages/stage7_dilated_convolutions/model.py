@@ -12,7 +12,9 @@ from __future__ import annotations
 import torch
 
 from makemore_wavenet.shared.config import ModelConfig, TrainConfig
-from makemore_wavenet.shared.layers import BatchNorm1d, CausalConv1d, Embedding, Linear, Sequential, Tanh
+from makemore_wavenet.shared.data import real_positions
+from makemore_wavenet.shared.layers import (BatchNorm1d, CausalConv1d, Embedding, Linear, Sequential, Tanh,
+                                            less_confident)
 
 # in training, each BatchNorm's statistics come from 32 random positions of the batch, as many
 # windows as stage 6's batch holds: that noise is what keeps a model of whole names from fitting
@@ -20,7 +22,6 @@ from makemore_wavenet.shared.layers import BatchNorm1d, CausalConv1d, Embedding,
 CONFIG = ModelConfig(block_size=8, n_embd=24, n_hidden=128, bn_reduce_time=True, whole_names=True, bn_positions=32)
 # a batch is 32 names, about 228 predictions; 30,000 steps see 6.8 million, stage 6 sees 6.4
 RECIPE = TrainConfig(steps=30_000, batch_size=32, lr=0.1, lr_final=0.01, decay_at=0.75, calibrate_batchnorm=True)
-LECTURE = {"params": 76_579, "train": 1.769, "val": 1.993}  # stage 6's numbers: the bar to meet
 
 
 class CausalWaveNet(Sequential):
@@ -35,8 +36,7 @@ class CausalWaveNet(Sequential):
         self.block_size = block_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, block_size + L) -> (B, 1 + L, vocab_size)
-        real = x != 0
-        real[:, :self.block_size] = True  # the leading '.'s start every name's first windows
+        real = real_positions(x, self.block_size)
         seen = 0  # dilations so far: how far right of its output index an output's window ends
         for layer in self.layers:
             seen += getattr(layer, "dilation", 0)
@@ -49,9 +49,7 @@ class CausalWaveNet(Sequential):
 
 def build_model(config: ModelConfig = CONFIG, device=None, dtype=None) -> Sequential:
     c, kw = config, dict(device=device, dtype=dtype)
-    levels = (c.block_size - 1).bit_length()  # a window of 8 -> dilations 1, 2, 4
-    if 2 ** levels != c.block_size:
-        raise ValueError(f"the dilations double, so block_size must be a power of 2, got {c.block_size}")
+    levels = c.levels()  # a window of 8 -> dilations 1, 2, 4
 
     def convolve(fan_in: int, dilation: int) -> list:  # (B, T, fan_in) -> (B, T - dilation, n_hidden)
         return [CausalConv1d(fan_in, c.n_hidden, dilation, bias=False, **kw),
@@ -63,8 +61,7 @@ def build_model(config: ModelConfig = CONFIG, device=None, dtype=None) -> Sequen
         *[layer for level in range(1, levels) for layer in convolve(c.n_hidden, 2 ** level)],  # -> (B, 1 + L, H)
         Linear(c.n_hidden, c.vocab_size, **kw),  # -> (B, 1 + L, vocab_size)
     ], c.block_size)
-    with torch.no_grad():
-        model.layers[-1].weight *= 0.1  # last layer: make the first predictions less confident
+    less_confident(model.layers[-1])
     return model
 
 

@@ -1,14 +1,21 @@
 """Stage 8: the challenge. The WaveNet paper's gated units, residual and skip connections on stage
 7's convolutions; every model and recipe is an entry, a TOML file (entry.py)."""
 
-from pathlib import Path
+from ..stage import Exercise, Lecture, Stage
 
-from .entry import ENTRIES, EntryError, entry_path, load_entry
-from .model import WaveNetConfig, build_model
-
-ENTRY = Path(__file__).with_name("entry.toml")  # the stage's own entry: the one `makemore train 8` trains
-CONFIG, RECIPE = load_entry(ENTRY)
-LECTURE = {"params": 76_579, "train": 1.769, "val": 1.993}  # stage 6's numbers: the loss to improve on
-
-__all__ = ["CONFIG", "ENTRIES", "ENTRY", "EntryError", "LECTURE", "RECIPE", "WaveNetConfig", "build_model",
-           "entry_path", "load_entry"]
+STAGE = Stage(
+    __name__,
+    lecture=Lecture(params=76_579, train=1.769, val=1.993),  # stage 6's numbers: the bar to meet
+    exercises=(
+        Exercise("8.1", "GatedActivation",
+                 "Split the last dim in two halves, the filter and the gate, and return tanh(filter) * "
+                 "sigmoid(gate): (..., 2C) -> (..., C)."),
+        Exercise("8.2", "the WaveNet block",
+                 "conv, then norm (with the mask), then act (then dropout, if there is one) give z. The block's "
+                 "output is z, or with a residual the input from position `dilation` on plus residual(z); the skip "
+                 "output is skip(z), or None. Return (output, skip)."),
+    ),
+    bar=6,  # the challenge: beat the lecture's model
+    entry_file="challenge.toml",  # a submission's own entry, at its top: the loss check trains it
+    model_module="entry",  # CONFIG and RECIPE are the stage's own entry file, entry.toml
+)

@@ -7,32 +7,30 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from tabulate import tabulate
 
-from makemore_wavenet.shared.data import load_splits
+from makemore_wavenet.shared.config import Runtime
 from makemore_wavenet.shared.trainer import run
 
-from .. import count_parameters
+from .. import count_parameters, plan, splits_for
 from ..parallel import in_processes
+from . import STAGE
 from .entry import load_entry
-from .model import build_model
 
 
 def run_entry(path: str | Path, seed: int, names=None, runs_dir: str | Path | None = "runs") -> dict:
     """Train one entry with one seed; its metrics, time and settings. The checkpoint goes to
     RUNS/challenge/<entry>/seed<seed>/."""
     path = Path(path)
-    config, recipe = load_entry(path)
-    recipe = replace(recipe, seed=seed)
-    splits = load_splits(config.block_size, path=names, whole_names=True)
+    the_plan = plan(STAGE, "challenge", entry=path)
     out = None if runs_dir is None else Path(runs_dir) / "challenge" / path.stem / f"seed{seed}"
-    result = run(build_model, config, recipe, splits, out_dir=out, name=f"{path.stem} seed {seed}",
-                 progress=False, stage=8, entry=path.read_text(encoding="utf-8"))
-    return {"entry": path.stem, "seed": seed, "config": config, "recipe": recipe, "seconds": result.seconds,
-            "params": count_parameters(result.model), **result.metrics}
+    result = run(STAGE.build_model, the_plan.model, the_plan.recipe, splits_for(the_plan.model, names),
+                 Runtime(seed=seed), out_dir=out, name=f"{path.stem} seed {seed}", progress=False,
+                 stage=STAGE.number, entry=path.read_text(encoding="utf-8"))
+    return {"entry": path.stem, "seed": seed, "config": the_plan.model, "recipe": the_plan.recipe,
+            "seconds": result.seconds, "params": count_parameters(result.model), **result.metrics}
 
 
 def run_entries(paths: list[Path], seeds: list[int], jobs: int = 1, names=None,

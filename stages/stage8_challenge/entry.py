@@ -1,6 +1,7 @@
 """Challenge entries: a TOML file per entry, with a [model] table (WaveNetConfig's fields) and a
 [train] table (TrainConfig's). What an entry leaves out is the default; block_size follows from
-the dilations. The course's own: the stage's entry.toml (the best), entries/ (stage 7, the ablations)."""
+the dilations. The course's own: the stage's entry.toml (the best), entries/ (stage 7, the ablations).
+The stage's CONFIG and RECIPE are its own entry's: the model `makemore train 8` trains."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from dataclasses import fields
 from pathlib import Path
 
 from makemore_wavenet.shared.config import TrainConfig
+from makemore_wavenet.shared.errors import ConfigError
 
-from .model import WaveNetConfig
+from .model import WaveNetConfig, build_model  # noqa: F401  (the stage's model, beside its CONFIG)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -18,9 +20,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ENTRIES = Path(__file__).with_name("entries")
+ENTRY = Path(__file__).with_name("entry.toml")  # the stage's own entry
 
 
-class EntryError(ValueError):
+class EntryError(ConfigError):
     """An entry file that cannot be read, or that names a setting no config has."""
 
 
@@ -58,9 +61,12 @@ def entry_path(name: str | Path) -> Path:
         if not path.is_file():
             raise EntryError(f"no entry file {path}")
         return path
-    course = ENTRIES.parent / "entry.toml" if name == "entry" else ENTRIES / f"{name}.toml"
+    course = ENTRY if name == "entry" else ENTRIES / f"{name}.toml"
     if not course.is_file():
         names = sorted(str(p.relative_to(ENTRIES).with_suffix("")) for p in ENTRIES.rglob("*.toml"))
         known = ", ".join(["entry", *names])
         raise EntryError(f"no entry {name!r}: give a .toml file, or one of the course's entries: {known}")
     return course
+
+
+CONFIG, RECIPE = load_entry(ENTRY)

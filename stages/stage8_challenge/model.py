@@ -17,8 +17,10 @@ import torch
 from torch import Tensor
 
 from makemore_wavenet.shared.config import ModelConfig
+from makemore_wavenet.shared.data import real_positions
+from makemore_wavenet.shared.errors import ConfigError
 from makemore_wavenet.shared.layers import (BatchNorm1d, CausalConv1d, Dropout, Embedding, GatedActivation,
-                                            Linear, Module, Tanh)
+                                            Linear, Module, Tanh, less_confident)
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,12 @@ class WaveNetConfig(ModelConfig):
         super().__post_init__()
         object.__setattr__(self, "dilations", tuple(self.dilations))  # a TOML list, a checkpoint's tuple
         if not self.dilations or min(self.dilations) < 1:
-            raise ValueError(f"dilations must be one or more positive integers, got {self.dilations}")
+            raise ConfigError(f"dilations must be one or more positive integers, got {self.dilations}")
         if self.block_size != 1 + sum(self.dilations):
-            raise ValueError(f"dilations {self.dilations} see {1 + sum(self.dilations)} characters, so block_size "
+            raise ConfigError(f"dilations {self.dilations} see {1 + sum(self.dilations)} characters, so block_size "
                              f"must be {1 + sum(self.dilations)} (got {self.block_size}); leave it out of an entry")
         if not self.whole_names or not self.bn_reduce_time:
-            raise ValueError("a stage-8 model reads whole names and normalizes over batch and positions")
+            raise ConfigError("a stage-8 model reads whole names and normalizes over batch and positions")
 
 
 class Block(Module):
@@ -98,8 +100,7 @@ class WaveNet(Module):
 
     def forward(self, idx: Tensor) -> Tensor:
         # BatchNorm counts the positions that end a real window, as in stage 7: a leading '.' or a letter
-        real = idx != 0
-        real[:, :self.block_size] = True
+        real = real_positions(idx, self.block_size)
         x, seen, skips = self.embedding(idx), 0, []  # (B, T, n_embd)
         for block in self.blocks:
             seen += block.dilation  # output i of this block ends at input position i + seen
@@ -120,6 +121,5 @@ class WaveNet(Module):
 
 def build_model(config: WaveNetConfig, device=None, dtype=None) -> WaveNet:
     model = WaveNet(config, device=device, dtype=dtype)
-    with torch.no_grad():
-        model.head.weight *= 0.1  # last layer: make the first predictions less confident
+    less_confident(model.head)
     return model
