@@ -132,7 +132,8 @@ def add_grading_options(p: argparse.ArgumentParser, tier: str, schedule: str, st
     p.add_argument("--stage", type=int, nargs="+", choices=stages, default=stages,
                    metavar="N", help="grade only these stages")
     p.add_argument("--retrain", action="store_true", help="train even where a valid checkpoint exists")
-    p.add_argument("--names", help="names file for training and val (default: $MAKEMORE_NAMES or data/names.txt)")
+    p.add_argument("--names", help="names file for training and val (default: $MAKEMORE_NAMES or the cached "
+                   "names.txt)")
     p.add_argument("--test-names", help="hidden tier: a private names file whose every name is a test example")
     p.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help=f"seconds allowed per check "
                    f"(default: {Limits.seconds:g}; {CHALLENGE_SECONDS} on the challenge schedule)")

@@ -19,7 +19,7 @@ from .notebook import exercise_targets
 from .regions import all_regions, student_text
 
 ROOT = Path(__file__).resolve().parents[1]  # the master checkout
-INCLUDE = ["pyproject.toml", "noxfile.py", ".gitignore", "data/README.md", "shared", "stages", "grader"]
+INCLUDE = ["pyproject.toml", "setup.py", "noxfile.py", ".gitignore", "shared", "stages", "grader"]
 EXCLUDE = {"hidden", "__pycache__"}  # names never copied (grader/hidden holds the hidden checks)
 EDITION_MARKER = Path("shared") / "edition.py"  # the one place that says which edition this is
 STUDENT_README = Path(__file__).parent / "edition" / "README.md"

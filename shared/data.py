@@ -4,7 +4,9 @@ Where names.txt comes from, first match wins:
 1. a path given to `load_words(path)`;
 2. the file that the environment variable MAKEMORE_NAMES names (any names file: an instructor's
    private set, the course's copy);
-3. `data/names.txt` in the project, fetched from upstream on first use; its sha256 is verified.
+3. names.txt in the cache folder, fetched from upstream on first use; its sha256 is verified. The
+   folder is $MAKEMORE_CACHE if set, else the user's cache folder (cache_dir()): outside the
+   package, so an installed package needs no write access to itself.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+import platformdirs
 import torch
 from torch import Tensor
 
@@ -26,7 +29,7 @@ from .errors import ConfigError, UserError
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
 NAMES_ENV = "MAKEMORE_NAMES"
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+CACHE_ENV = "MAKEMORE_CACHE"
 
 CHARS = "." + string.ascii_lowercase  # '.' (index 0) marks both the start and the end of a name
 STOI = {ch: i for i, ch in enumerate(CHARS)}
@@ -46,35 +49,49 @@ def sha256(path: Path) -> str:
 def fetch_names(dest: Path, url: str = NAMES_URL, expected_sha256: str = NAMES_SHA256) -> Path:
     """Download names.txt to `dest`, verifying its checksum before it lands there."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             payload = response.read()
     except OSError as err:
         raise DataError(
-            f"names.txt is not at {dest} and could not be fetched from {url} ({err}).\n"
-            f"Either connect to the internet and run again (it is fetched once, then kept in {dest.parent}/),\n"
-            f"or point {NAMES_ENV} at a copy: export {NAMES_ENV}=/path/to/names.txt"
+            f"names.txt is not in the cache folder {dest.parent}/ and could not be fetched from {url} ({err}).\n"
+            f"Either connect to the internet and run again (it is fetched once, then kept there; set {CACHE_ENV}\n"
+            f"to use another folder), or point {NAMES_ENV} at a copy: export {NAMES_ENV}=/path/to/names.txt"
         ) from err
     digest = hashlib.sha256(payload).hexdigest()
     if digest != expected_sha256:
         raise DataError(f"the file fetched from {url} has sha256 {digest}, expected {expected_sha256}; "
                         f"nothing was saved. Try again, or set {NAMES_ENV} to a copy you trust.")
-    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:  # atomic: no half-written file
-        tmp.write(payload)
-    os.replace(tmp.name, dest)
+    try:  # the cache folder lies outside the project: it may be read-only, or a file
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:  # atomic: no half-written file
+            tmp.write(payload)
+        os.replace(tmp.name, dest)
+    except OSError as err:
+        raise DataError(f"names.txt was fetched but cannot be saved in the cache folder {dest.parent}/ ({err}). "
+                        f"Set {CACHE_ENV} to a folder you can write, or {NAMES_ENV} to a copy of names.txt.") from err
     return dest
 
 
-def names_path(data_dir: Path = DATA_DIR, url: str = NAMES_URL) -> Path:
-    """The names file to read: $MAKEMORE_NAMES if set, else data/names.txt (fetched, verified)."""
+def cache_dir() -> Path:
+    """Where the fetched names.txt is kept: $MAKEMORE_CACHE (CI, offline machines, a shared copy),
+    else the user's cache folder, e.g. ~/.cache/makemore-wavenet on Linux."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path(platformdirs.user_cache_dir("makemore-wavenet"))
+
+
+def names_path(data_dir: Path | None = None, url: str = NAMES_URL) -> Path:
+    """The names file to read: $MAKEMORE_NAMES if set, else names.txt in `data_dir` (default:
+    cache_dir()), fetched on first use and verified."""
+    data_dir = Path(data_dir) if data_dir is not None else cache_dir()  # read now: the env var may change
     if os.environ.get(NAMES_ENV):
         path = Path(os.environ[NAMES_ENV]).expanduser()
         if not path.is_file():
             raise DataError(f"{NAMES_ENV} names {path}, which is not a file. Fix the path, or unset "
-                            f"{NAMES_ENV} to fetch names.txt into {data_dir}/.")
+                            f"{NAMES_ENV} to fetch names.txt into the cache folder {data_dir}/.")
         return path
-    path = Path(data_dir) / "names.txt"
+    path = data_dir / "names.txt"
     if not path.exists():
         return fetch_names(path, url)
     if (digest := sha256(path)) != NAMES_SHA256:

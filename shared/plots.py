@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import torch
+# A Figure made directly, not through pyplot: it draws straight to a file with no GUI backend, and
+# leaves pyplot's backend alone (a notebook that imports the trainer keeps its inline plots).
+from matplotlib.figure import Figure
 
 
 def smoothed_log_loss(losses: torch.Tensor, window: int = 1000) -> torch.Tensor:
@@ -25,13 +24,13 @@ def save_loss_plot(losses: torch.Tensor, path: str | Path, title: str = "trainin
     losses = losses.detach().float().cpu()
     means = smoothed_log_loss(losses, window)
     step = len(losses) // max(len(means), 1)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     ax.plot([(i + 1) * step for i in range(len(means))], means.tolist())
     ax.set(title=title, xlabel="step", ylabel=f"log10(loss), mean of {step} steps")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.savefig(path, dpi=100)  # picks the Agg canvas for .png by itself; nothing to close: pyplot never saw it
     return path

@@ -1,12 +1,14 @@
 """names.txt: where it comes from, what counts as bad, and the lecture's split."""
 
 import hashlib
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from makemore_wavenet.shared import data
-from makemore_wavenet.shared.data import (CHARS, NAMES_ENV, DataError, build_dataset, load_words, names_path,
+from makemore_wavenet.shared.data import (CACHE_ENV, CHARS, NAMES_ENV, DataError, build_dataset, load_words, names_path,
                                           parse_words, split_words)
 
 
@@ -109,3 +111,32 @@ def test_offline_without_the_file_says_both_ways(tmp_path, monkeypatch):
         names_path(data_dir=tmp_path, url="http://127.0.0.1:9/names.txt")  # nothing listens on port 9
     message = str(err.value)
     assert "could not be fetched" in message and f"export {NAMES_ENV}=" in message
+
+
+def test_fetched_copy_goes_to_makemore_cache(tmp_path, monkeypatch):
+    source = names_path()  # the course copy, served through a file:// URL
+    monkeypatch.delenv(NAMES_ENV)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))  # read at each call, not at import
+    assert data.cache_dir() == tmp_path / "cache"
+    assert names_path(url=source.as_uri()) == tmp_path / "cache" / "names.txt"
+    assert (tmp_path / "cache" / "names.txt").read_bytes() == source.read_bytes()
+
+
+def test_default_cache_is_the_users_outside_the_package(tmp_path, monkeypatch):
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    package = Path(data.__file__).resolve().parents[1]  # the installed package, or the checkout when editable
+    default = data.cache_dir().resolve()
+    assert "makemore-wavenet" in default.parts and not default.is_relative_to(package)
+    if sys.platform.startswith("linux"):  # the XDG rule: the folder follows $XDG_CACHE_HOME
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        assert data.cache_dir() == tmp_path / "xdg" / "makemore-wavenet"
+
+
+def test_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
+    source = names_path()
+    monkeypatch.delenv(NAMES_ENV)
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "a_file"))  # a file where the folder should be
+    with pytest.raises(DataError, match=f"cannot be saved in the cache folder .*Set {CACHE_ENV}"):
+        names_path(url=source.as_uri())

@@ -182,3 +182,14 @@ def test_loss_plot_means():
 
 def test_loss_plot_of_a_tiny_run(tmp_path):
     assert save_loss_plot(torch.rand(7) + 1, tmp_path / "tiny.png").is_file()
+
+
+def test_importing_the_trainer_leaves_matplotlib_alone():
+    """A notebook that imports the trainer keeps its own backend (inline plots): no switch, no pyplot."""
+    import subprocess
+    import sys
+
+    code = ("import sys, matplotlib; matplotlib.use('svg'); import makemore_wavenet.shared.trainer; "
+            "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["svg", "False"]
