@@ -41,9 +41,8 @@ def cmd_grade(args) -> int:
     path = Path(args.path)
     is_notebook = path.suffix == ".ipynb" and path.is_file()
     if not is_notebook and not ((path / "shared").is_dir() and (path / "stages").is_dir()):
-        print(f"grader: error: {path} is neither a notebook (.ipynb) nor a checkout or student edition "
-              "(a folder with shared/ and stages/)", file=sys.stderr)
-        return EXIT_GRADER
+        raise GraderError(f"{path} is neither a notebook (.ipynb) nor a checkout or student edition "
+                          "(a folder with shared/ and stages/)")
     report = grade(path, grading_options(args))
     print(report.table(every_check=args.every_check))
     if report.log.strip() and any(r.status in ("error", "timeout") for r in report.results):
@@ -152,7 +151,8 @@ def grading_options(args) -> Options:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m makemore_wavenet.grader", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     epilog=__doc__.split("\n\n", 2)[2],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fmt = argparse.ArgumentDefaultsHelpFormatter
     stages = list(all_stages())

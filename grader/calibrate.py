@@ -37,7 +37,8 @@ def calibrate(schedule: str, stages, seeds=SEEDS, names: str | None = None,
     for n in stages:
         the_plan = plan(n, schedule)
         if on_fast_engine(the_plan.stage):  # the seeds at once, as one stacked model
-            runs = run_seeds(the_plan.stage.build_model, the_plan.model, the_plan.recipe, splits_for(the_plan.model, names),
+            runs = run_seeds(the_plan.stage.build_model, the_plan.model, the_plan.recipe,
+                             splits_for(the_plan.model, names),
                              list(seeds), engine="compiled", name=f"stage {n}", progress=progress,
                              eval_splits=("val", "test"))
             losses[n] = {**{split: [r.metrics[split] for r in runs] for split in ("val", "test")},

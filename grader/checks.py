@@ -54,53 +54,73 @@ def exercise_checks(tier: str, seed: int, sizes: dict) -> list[Check]:
     losses = torch.rand(100 * n + 7, generator=g, dtype=torch.float64) * 3 + 0.5
     seed_model = int(torch.randint(0, 10_000, (1,), generator=g))
     checks = [
-        ("1.1", f"logits of a batch of {B}, train mode", Call(probes.mlp_forward, {"x": tokens(B, 3), "training": True, "seed": seed_model}),
+        ("1.1", f"logits of a batch of {B}, train mode",
+         Call(probes.mlp_forward, {"x": tokens(B, 3), "training": True, "seed": seed_model}),
          "embed with C[x], flatten each example's context with .view(B, -1), then call the layers in order"),
-        ("1.1", f"logits of a batch of {B + 1}, eval mode", Call(probes.mlp_forward, {"x": tokens(B + 1, 3), "training": False, "seed": seed_model}),
+        ("1.1", f"logits of a batch of {B + 1}, eval mode",
+         Call(probes.mlp_forward, {"x": tokens(B + 1, 3), "training": False, "seed": seed_model}),
          "in eval mode BatchNorm must use its running statistics: just call the layers"),
-        ("1.2", f"one SGD step on a batch of {B}", Call(probes.sgd_step, {"x": randn(B, C), "y": tokens(B), "lr": 0.1, "seed": seed_model}),
+        ("1.2", f"one SGD step on a batch of {B}",
+         Call(probes.sgd_step, {"x": randn(B, C), "y": tokens(B), "lr": 0.1, "seed": seed_model}),
          "clear old gradients before backward (p.grad = None) and update p -= lr * p.grad"),
-        ("1.3", f"loss over {3 * B + 1} examples, batches of {B}", Call(probes.evaluate, {"x": randn(3 * B + 1, C), "y": tokens(3 * B + 1), "batch_size": B, "seed": seed_model}),
+        ("1.3", f"loss over {3 * B + 1} examples, batches of {B}",
+         Call(probes.evaluate, {"x": randn(3 * B + 1, C), "y": tokens(3 * B + 1), "batch_size": B,
+                                "seed": seed_model}),
          "the mean over *all* examples: sum the per-batch losses (reduction='sum'), divide by the count once"),
         ("2.1", f"lookup of a ({B}, {T}) batch", Call(probes.embedding, {"ix": tokens(B, T), "seed": seed_model}),
          "index the table with the ids: weight[ix]"),
         ("2.2", f"flatten ({B}, {T}, {C})", Call(probes.flatten, {"x": randn(B, T, C)}),
          "keep the batch dim, concatenate the rest: (B, T, C) -> (B, T * C)"),
-        ("2.3", f"forward and parameters of a 3-layer Sequential, ({B}, {C}) input", Call(probes.sequential, {"x": randn(B, C), "seed": seed_model}),
+        ("2.3", f"forward and parameters of a 3-layer Sequential, ({B}, {C}) input",
+         Call(probes.sequential, {"x": randn(B, C), "seed": seed_model}),
          "call the layers in order; list every layer's parameters in order"),
-        ("2.4", f"means of {len(losses)} losses in windows of {n}", Call(probes.loss_plot, {"losses": losses, "window": n}),
+        ("2.4", f"means of {len(losses)} losses in windows of {n}",
+         Call(probes.loss_plot, {"losses": losses, "window": n}),
          "log10 first, then the mean of each window; drop the steps that do not fill a window"),
-        ("3.1", f"windows of {T} for {len(words)} words", Call(probes.context_windows, {"words": words, "block_size": T}),
+        ("3.1", f"windows of {T} for {len(words)} words",
+         Call(probes.context_windows, {"words": words, "block_size": T}),
          "every character and the closing '.' is one example; the context starts as block_size zeros"),
-        ("3.1", f"windows of 1 for {len(words)} words", Call(probes.context_windows, {"words": words, "block_size": 1}), ""),
+        ("3.1", f"windows of 1 for {len(words)} words",
+         Call(probes.context_windows, {"words": words, "block_size": 1}), ""),
         ("4.1", f"({B}, {T}, {C}) in pairs of {n}", Call(probes.flatten_consecutive, {"x": randn(B, T, C), "n": n}),
          "view(B, T // n, C * n) keeps each example's positions together; a reshape that moves the batch "
          "dim mixes positions of different examples"),
-        ("4.1", f"({B}, {n}, {C}): one group left, so (B, C * n)", Call(probes.flatten_consecutive, {"x": randn(B, n, C), "n": n}),
+        ("4.1", f"({B}, {n}, {C}): one group left, so (B, C * n)",
+         Call(probes.flatten_consecutive, {"x": randn(B, n, C), "n": n}),
          "when T // n == 1 the middle dim is dropped (squeeze(1))"),
-        ("4.2", f"the hierarchy on ({B}, {T}), n_embd {E}, n_hidden {H}, train mode", Call(probes.hierarchical, {"x": tokens(B, T), "n_embd": E, "n_hidden": H, "training": True, "seed": seed_model}),
+        ("4.2", f"the hierarchy on ({B}, {T}), n_embd {E}, n_hidden {H}, train mode",
+         Call(probes.hierarchical, {"x": tokens(B, T), "n_embd": E, "n_hidden": H, "training": True,
+                                    "seed": seed_model}),
          "Embedding, then FlattenConsecutive(2) - Linear(bias=False) - BatchNorm1d - Tanh per level, then Linear"),
-        ("4.2", f"the hierarchy on ({B + 1}, {T}), eval mode", Call(probes.hierarchical, {"x": tokens(B + 1, T), "n_embd": E, "n_hidden": H, "training": False, "seed": seed_model}), ""),
-        ("5.1", f"3-D input ({B}, {T}, {C}), statistics over batch and positions", Call(probes.batchnorm, {"x": randn(B, T, C) * 2 + 1, "reduce_time": True}),
+        ("4.2", f"the hierarchy on ({B + 1}, {T}), eval mode",
+         Call(probes.hierarchical, {"x": tokens(B + 1, T), "n_embd": E, "n_hidden": H, "training": False,
+                                    "seed": seed_model}), ""),
+        ("5.1", f"3-D input ({B}, {T}, {C}), statistics over batch and positions",
+         Call(probes.batchnorm, {"x": randn(B, T, C) * 2 + 1, "reduce_time": True}),
          "for 3-D input reduce over dims (0, 1): running statistics of shape (1, 1, C). Reducing over dim 0 "
          "only keeps one statistic per position, the lecture's stage-4 bug"),
-        ("5.1", f"3-D input ({B}, {T}, {C}) with reduce_time=False keeps the stage-4 behaviour", Call(probes.batchnorm, {"x": randn(B, T, C), "reduce_time": False}),
+        ("5.1", f"3-D input ({B}, {T}, {C}) with reduce_time=False keeps the stage-4 behaviour",
+         Call(probes.batchnorm, {"x": randn(B, T, C), "reduce_time": False}),
          "with reduce_time=False, 3-D input is reduced over dim 0 only"),
         ("5.1", f"2-D input ({B}, {C}) is unchanged", Call(probes.batchnorm, {"x": randn(B, C), "reduce_time": True}),
          "2-D input is reduced over dim 0"),
-        ("7.1", f"({B}, {T}, {C}) with dilation 1", Call(probes.causal_conv, {"x": randn(B, T, C), "fan_out": H, "dilation": 1, "seed": seed_model}),
+        ("7.1", f"({B}, {T}, {C}) with dilation 1",
+         Call(probes.causal_conv, {"x": randn(B, T, C), "fan_out": H, "dilation": 1, "seed": seed_model}),
          "pair each position with the one before: torch.cat([x[:, :-1], x[:, 1:]], dim=-1), then @ weight"),
-        ("7.1", f"({B}, {T}, {C}) with dilation {n}", Call(probes.causal_conv, {"x": randn(B, T, C), "fan_out": H, "dilation": n, "seed": seed_model}),
+        ("7.1", f"({B}, {T}, {C}) with dilation {n}",
+         Call(probes.causal_conv, {"x": randn(B, T, C), "fan_out": H, "dilation": n, "seed": seed_model}),
          "the earlier position is `dilation` steps back: x[:, :-d] beside x[:, d:]; T - d outputs"),
         ("8.1", f"({B}, {T}, {2 * C}) -> ({B}, {T}, {C})", Call(probes.gated_activation, {"x": randn(B, T, 2 * C) * 2}),
          "the first half of the last dim is the filter, the second the gate: x.chunk(2, dim=-1)"),
         ("8.2", f"a gated block with residual and skip, ({B}, {T}, {H}), dilation {n}, train mode",
-         Call(probes.wavenet_block, {"x": randn(B, T, H), "real": torch.rand(B, T - n, generator=g) < 0.8, "n_hidden": H, "dilation": n,
-                                "gated": True, "residual": True, "skip": True, "training": True, "seed": seed_model}),
+         Call(probes.wavenet_block, {"x": randn(B, T, H), "real": torch.rand(B, T - n, generator=g) < 0.8,
+                                     "n_hidden": H, "dilation": n, "gated": True, "residual": True, "skip": True,
+                                     "training": True, "seed": seed_model}),
          "z = act(norm(conv(x), mask=mask)); output x[:, dilation:] + residual(z); skip output skip(z)"),
         ("8.2", f"a tanh block, no residual or skip, ({B}, {T}, {E}) to width {H}, eval mode",
-         Call(probes.wavenet_block, {"x": randn(B, T, E), "real": torch.ones(B, T - 1, dtype=torch.bool), "n_hidden": H, "dilation": 1,
-                                "gated": False, "residual": False, "skip": False, "training": False, "seed": seed_model}),
+         Call(probes.wavenet_block, {"x": randn(B, T, E), "real": torch.ones(B, T - 1, dtype=torch.bool),
+                                     "n_hidden": H, "dilation": 1, "gated": False, "residual": False, "skip": False,
+                                     "training": False, "seed": seed_model}),
          "without a residual the output is z itself, and the skip output is None"),
     ]
     by_id = exercises()
@@ -116,7 +136,8 @@ def stage_checks() -> list[Check]:
     config = [Check(s.number, s.loss_exercise, "configuration and parameter count",
                     Call(probes.stage_config, {"stage": s.number}), hint=s.config_hint)
               for s in stages if not s.entry_file]
-    scale = [Check(s.number, s.loss_exercise, "initial weight scale", Call(probes.init_scales, {"stage": s.number, "seed": 42}),
+    scale = [Check(s.number, s.loss_exercise, "initial weight scale", Call(probes.init_scales, {"stage": s.number,
+      "seed": 42}),
                    hint="each Linear's weight is randn(fan_in, fan_out) / sqrt(fan_in), so std(W) * sqrt(fan_in) "
                    "is about 1; the last layer's weight is then scaled by 0.1") for s in stages]
     return config + scale
@@ -155,7 +176,8 @@ def _compare(expected, got, path: str, values: bool) -> str | None:
         return None
     if isinstance(expected, (list, tuple)):
         if not isinstance(got, (list, tuple)) or len(got) != len(expected):
-            return f"{path}: expected {len(expected)} items, got {len(got) if isinstance(got, (list, tuple)) else got!r}"
+            count = len(got) if isinstance(got, (list, tuple)) else got
+            return f"{path}: expected {len(expected)} items, got {count!r}"
         for i, (e, x) in enumerate(zip(expected, got)):
             if (problem := _compare(e, x, f"{path}[{i}]", values)):
                 return problem

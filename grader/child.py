@@ -44,7 +44,8 @@ def describe(err: BaseException) -> dict:
     frames = traceback.extract_tb(err.__traceback__)
     where = next((f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames)
                   if "grader" not in Path(f.filename).parts), "")
-    return {"status": "error", "message": f"{type(err).__name__}: {str(err)[:500]}" + (f" (at {where})" if where else "")}
+    message = f"{type(err).__name__}: {str(err)[:500]}" + (f" (at {where})" if where else "")
+    return {"status": "error", "message": message}
 
 
 def main(job_path: str, out_dir: str, start: str) -> None:

@@ -24,7 +24,7 @@ from makemore_wavenet.stages import Plan, all_stages, checkpoint_path, get_stage
 
 from . import GraderError, notebook
 from .checks import PUBLIC_SEED, PUBLIC_SIZES, Check, compare, exercise_checks
-from .exercises import challenge_stage
+from .exercises import challenge_stage, exercises
 from .probes import notebook_logits, stage_logits
 from .report import CheckResult, Loss, Report
 from .sandbox import Call, Limits, run_calls
@@ -114,12 +114,12 @@ def _notebook_plan(path: Path, tier: str) -> tuple[list[Check], tuple]:
     """The checks of the exercises the notebook defines, and the stage whose loss it answers for:
     None for a lecture-style notebook with its own `model` (the stage is read off its size)."""
     names = notebook.defined_names(path)
-    targets = notebook.exercise_targets()
+    targets, by_id = notebook.exercise_targets(), exercises()
     covered = {ex for ex, (_, name) in targets.items() if name in names}
     lecture_style = "model" in names and "build_model" not in names
     stage = None if lecture_style else notebook.stage_from_name(path)
     if stage is None and not lecture_style:
-        stage = max((int(ex.split(".")[0]) for ex in covered), default=None)
+        stage = max((by_id[ex].stage for ex in covered), default=None)
     checks = [c for c in checks_for(tier) if c.exercise in covered or (c.stage == stage and not c.exercise)]
     if not notebook.accepts(path, "BatchNorm1d", "reduce_time"):  # the lecture's BatchNorm: always fixed
         checks = [c for c in checks if not (c.call.probe.__name__ == "batchnorm" and not c.call.kwargs["reduce_time"])]
@@ -149,8 +149,9 @@ def _loss_calls(submission: Path, options: Options, stages) -> tuple[list[Call],
             the_plan = plan(1, "full" if options.schedule == "full" else "quick")
             block_size, whole_names = notebook.literal(submission, "block_size") or 3, False
         else:
-            try:
-                the_plan = _stage_plan(submission, options.schedule, stage)
+            try:  # on the challenge schedule, the submission's own entry file: data, read without running it
+                entry = submission / get_stage(stage).entry_file if options.schedule == "challenge" else None
+                the_plan = plan(stage, options.schedule, entry=entry)
             except ConfigError as err:  # the entry file: say what is wrong with it, keep the other checks
                 s = get_stage(stage)
                 problems.append(CheckResult(stage, s.row, "the challenge entry", "public", "error", str(err)))
@@ -160,7 +161,8 @@ def _loss_calls(submission: Path, options: Options, stages) -> tuple[list[Call],
         targets = {"val": splits["val"]}
         if options.tier == "hidden":
             build = build_names if whole_names else build_dataset
-            targets["test"] = build(load_words(options.test_names), block_size) if options.test_names else splits["test"]
+            private = options.test_names
+            targets["test"] = build(load_words(private), block_size) if private else splits["test"]
         common = {"train_x": splits["train"][0], "train_y": splits["train"][1], "seed": GRADER_SEED,
                   "eval_x": [x for x, _ in targets.values()], "recipe": asdict(the_plan.recipe)}
         steps = f"{the_plan.recipe.steps:,} steps"
@@ -183,20 +185,6 @@ def _stage_call(submission: Path, options: Options, the_plan: Plan, common: dict
     # the submission's own CONFIG, but on the challenge schedule: the model its entry file names
     own = asdict(the_plan.model) if options.schedule == "challenge" else None
     return Call(stage_logits, {"stage": the_plan.stage.number, "checkpoint": ckpt, "model_config": own, **common})
-
-
-def _stage_plan(submission: Path, schedule: str, stage: int) -> Plan:
-    """The plan the grader trains a stage with: the stage's CONFIG and the master's recipe, on
-    the quick or full schedule; on the challenge schedule, the submission's own entry file (data:
-    the parent reads it without running its code), under the grader's seed."""
-    s = get_stage(stage)
-    if schedule != "challenge":
-        return plan(s, schedule)
-    path = submission / s.entry_file
-    if not path.is_file():
-        raise ConfigError(f"{submission} has no {s.entry_file}: the challenge trains the submission's own entry. "
-                          f"Start from a copy of one of stages/{s.name}/entries/*.toml")
-    return plan(s, schedule, entry=path)
 
 
 @functools.lru_cache(maxsize=4)

@@ -213,5 +213,5 @@ def accepts(path: str | Path, class_name: str, parameter: str) -> bool:
 
 
 def stage_from_name(path: str | Path) -> int | None:
-    m = re.search(r"stage(\d)", Path(path).stem)
+    m = re.search(r"stage(\d+)", Path(path).stem)
     return int(m.group(1)) if m else None

@@ -5,26 +5,18 @@ trusted parent against the reference (the master sources); a check compares the 
 import the package lazily, so the child can point `makemore_wavenet.shared` and `.stages` at the
 submission first. Inputs come from the caller, so hidden checks use inputs the student never sees.
 Every return value must load with `torch.load(weights_only=True)`: tensors, numbers, strings,
-and lists, tuples and dicts of them. A probe crosses to the child by the name it is registered
-under (`@probe`), the only names the child will run.
+and lists, tuples and dicts of them. A probe crosses to the child by its name in PROBES (at the
+end), the only names the child will run.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Callable
 
 import torch
 
 NOTEBOOK: dict = {}  # a notebook submission's namespace, when the child runs one
-PROBES: dict[str, Callable[..., dict]] = {}  # every probe, by the stable name the child knows it by
-
-
-def probe(fn: Callable[..., dict]) -> Callable[..., dict]:
-    """Register a probe under its function's name."""
-    PROBES[fn.__name__] = fn
-    return fn
 
 
 @contextmanager
@@ -71,7 +63,6 @@ def _shapes(model) -> list[tuple]:
     return [tuple(layer.out.shape) for layer in model.layers]
 
 
-@probe
 def stage_config(stage: int) -> dict:
     from makemore_wavenet.stages import count_parameters, get_stage
 
@@ -79,7 +70,6 @@ def stage_config(stage: int) -> dict:
     return {**asdict(s.config), "params": count_parameters(s.build_model(s.config, device="meta"))}
 
 
-@probe
 def init_scales(stage: int, seed: int) -> dict:
     """std(W) * sqrt(fan_in) of every Linear in the freshly built model: about 1, and about 0.1
     for the last layer, when weights are randn / sqrt(fan_in) and the last is scaled by 0.1."""
@@ -94,7 +84,6 @@ def init_scales(stage: int, seed: int) -> dict:
                                           dtype=torch.float64)}
 
 
-@probe
 def mlp_forward(x: torch.Tensor, training: bool, seed: int) -> dict:
     from makemore_wavenet.stages import get_stage
 
@@ -107,7 +96,6 @@ def mlp_forward(x: torch.Tensor, training: bool, seed: int) -> dict:
         return {"logits": model(x)}
 
 
-@probe
 def sgd_step(x: torch.Tensor, y: torch.Tensor, lr: float, seed: int) -> dict:
     from makemore_wavenet.shared.trainer import sgd_step as step
 
@@ -120,7 +108,6 @@ def sgd_step(x: torch.Tensor, y: torch.Tensor, lr: float, seed: int) -> dict:
             "params": [p.detach().clone() for p in params]}
 
 
-@probe
 def evaluate(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> dict:
     from makemore_wavenet.shared.trainer import evaluate as ev
 
@@ -129,19 +116,16 @@ def evaluate(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> di
     return {"loss": float(loss), "grad_enabled_after": torch.is_grad_enabled()}
 
 
-@probe
 def embedding(ix: torch.Tensor, seed: int) -> dict:
     torch.manual_seed(seed)
     with float64():
         return {"out": _layers().Embedding(27, 5)(ix)}
 
 
-@probe
 def flatten(x: torch.Tensor) -> dict:
     return {"out": _layers().Flatten()(x)}
 
 
-@probe
 def sequential(x: torch.Tensor, seed: int) -> dict:
     layers = _layers()
     torch.manual_seed(seed)
@@ -151,14 +135,12 @@ def sequential(x: torch.Tensor, seed: int) -> dict:
     return {"out": out, "params": [p.detach().clone() for p in model.parameters()]}
 
 
-@probe
 def loss_plot(losses: torch.Tensor, window: int) -> dict:
     from makemore_wavenet.shared.plots import smoothed_log_loss
 
     return {"means": smoothed_log_loss(losses, window)}
 
 
-@probe
 def context_windows(words: list[str], block_size: int) -> dict:
     from makemore_wavenet.shared.data import build_dataset
 
@@ -166,12 +148,10 @@ def context_windows(words: list[str], block_size: int) -> dict:
     return {"X": X, "Y": Y}
 
 
-@probe
 def flatten_consecutive(x: torch.Tensor, n: int) -> dict:
     return {"out": _layers().FlattenConsecutive(n)(x)}
 
 
-@probe
 def hierarchical(x: torch.Tensor, n_embd: int, n_hidden: int, training: bool, seed: int) -> dict:
     from makemore_wavenet.shared.config import ModelConfig
     from makemore_wavenet.stages import count_parameters, get_stage
@@ -189,7 +169,6 @@ def hierarchical(x: torch.Tensor, n_embd: int, n_hidden: int, training: bool, se
     return {"logits": logits, "params": count_parameters(model), "shapes": _shapes(model)}
 
 
-@probe
 def batchnorm(x: torch.Tensor, reduce_time: bool) -> dict:
     with float64():
         layer = _layers().BatchNorm1d(x.shape[-1], reduce_time=reduce_time)
@@ -225,7 +204,6 @@ class NotebookModel:
         return self.train(False)
 
 
-@probe
 def causal_conv(x: torch.Tensor, fan_out: int, dilation: int, seed: int) -> dict:
     torch.manual_seed(seed)
     with float64():
@@ -233,12 +211,10 @@ def causal_conv(x: torch.Tensor, fan_out: int, dilation: int, seed: int) -> dict
         return {"out": layer(x)}
 
 
-@probe
 def gated_activation(x: torch.Tensor) -> dict:
     return {"out": _layers().GatedActivation()(x)}
 
 
-@probe
 def wavenet_block(x: torch.Tensor, real: torch.Tensor, n_hidden: int, dilation: int, gated: bool, residual: bool,
                   skip: bool, training: bool, seed: int) -> dict:
     """One stage-8 block on random input, with running statistics of its own in eval mode."""
@@ -255,7 +231,6 @@ def wavenet_block(x: torch.Tensor, real: torch.Tensor, n_hidden: int, dilation: 
         return {"out": out, "skip": skip_out} if skip else {"out": out, "skip is None": skip_out is None}
 
 
-@probe
 def notebook_logits(train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, recipe: dict, seed: int) -> dict:
     """Train the notebook's own `model` (as the notebook built it) with the grader's schedule."""
     if "model" not in NOTEBOOK:
@@ -267,7 +242,6 @@ def notebook_logits(train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, 
     return {"logits": _logits(model, eval_x), "params": params}
 
 
-@probe
 def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, recipe: dict, seed: int,
                  checkpoint: str = "", model_config: dict | None = None) -> dict:
     """Train the submission's model (its CONFIG, or on the challenge schedule the config its entry
@@ -303,3 +277,10 @@ def _logits(model, eval_x: list) -> list:
 
     model.eval()
     return [torch.cat([model(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)]) for x in eval_x]
+
+
+# every probe, by the name the child knows it by
+PROBES = {probe.__name__: probe for probe in (
+    stage_config, init_scales, mlp_forward, sgd_step, evaluate, embedding, flatten, sequential, loss_plot,
+    context_windows, flatten_consecutive, hierarchical, batchnorm, causal_conv, gated_activation, wavenet_block,
+    notebook_logits, stage_logits)}

@@ -47,7 +47,7 @@ class Report:
     log: str = ""  # the tail of what the submission printed: shown, never parsed
     test_source: str = "course split"
     student: str = ""
-    version: int = field(default=1)
+    version: int = 2  # 2: results name their stage and row, losses are data; 1: one "exercise" string
 
     @property
     def passed(self) -> int:
@@ -111,8 +111,10 @@ class Report:
     @classmethod
     def from_json(cls, text: str) -> Report:
         data = json.loads(text)
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        fields["results"] = [CheckResult(**r) for r in data["results"]]
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "version"}
+        # a version-1 report (older gradebooks): its row was "exercise"; its losses are in the gradebook's table
+        fields["results"] = [CheckResult(**({"stage": None, "row": r.pop("exercise")} if "exercise" in r else {}), **r)
+                             for r in data["results"]]
         fields["losses"] = [Loss(**loss) for loss in data.get("losses", [])]
         return cls(**fields)
 

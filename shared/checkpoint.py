@@ -69,6 +69,6 @@ def _from_format_1(ckpt: dict) -> dict:
     recipe = dict(ckpt.pop("train_config"))
     runtime = {"seed": recipe.pop("seed", 42), "device": recipe.pop("device", "auto"),
                "engine": recipe.pop("path", "plain")}
-    if "schedule" in recipe:
-        recipe["lr_schedule"] = recipe.pop("schedule")
+    renamed = {"schedule": "lr_schedule", "calibrate_batchnorm": "recompute_batchnorm"}  # format 1's names
+    recipe = {renamed.get(key, key): value for key, value in recipe.items()}
     return {**ckpt, "format": FORMAT, "recipe": recipe, "runtime": runtime}

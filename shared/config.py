@@ -63,7 +63,7 @@ class TrainConfig:
     lr_schedule: str = "step"
     # after training, set each BatchNorm's running statistics to its statistics over the whole
     # train split (the lecture's "calibrate the batch norm at the end of training", part 3)
-    calibrate_batchnorm: bool = False
+    recompute_batchnorm: bool = False
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -81,8 +81,8 @@ class TrainConfig:
         decay = f"at {int(self.decay_at * self.steps):,}" if self.lr_schedule == "step" else "cosine"
         wd = f", wd {self.weight_decay:g}" if self.weight_decay else ""
         name = {"sgd": "SGD", "adamw": "AdamW"}[self.optimizer]
-        calibrated = ", BatchNorm calibrated" if self.calibrate_batchnorm else ""
-        return f"{self.steps:,} x {self.batch_size}, {name} lr {self.lr:g} -> {self.lr_final:g} {decay}{wd}{calibrated}"
+        recomputed = ", BatchNorm recomputed" if self.recompute_batchnorm else ""
+        return f"{self.steps:,} x {self.batch_size}, {name} lr {self.lr:g} -> {self.lr_final:g} {decay}{wd}{recomputed}"
 
     def lr_at(self, step: int) -> float:
         if self.lr_schedule == "cosine":  # half a cosine from lr at step 0 to lr_final at the end

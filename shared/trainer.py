@@ -105,13 +105,13 @@ def train(model: Module, X: Tensor, Y: Tensor, config: TrainConfig, engine: str 
             return X[ix], Y[ix]
 
     losses = _loop(step, batch, config, (), device, progress, desc, timings)
-    if config.calibrate_batchnorm:
-        calibrate_batchnorm(model, X)
+    if config.recompute_batchnorm:
+        recompute_batchnorm(model, X)
     return losses
 
 
 @torch.no_grad()
-def calibrate_batchnorm(model: Module, X: Tensor, batch_size: int = 1024) -> None:
+def recompute_batchnorm(model: Module, X: Tensor, batch_size: int = 1024) -> None:
     """Set each BatchNorm's running statistics to its statistics over all of X: the lecture's
     "calibrate the batch norm at the end of training" (part 3). Running averages follow the last
     few batches (momentum 0.1: about ten), and their noise costs val loss at eval time.
@@ -170,9 +170,9 @@ def train_seeds(models: list[Module], generators: list[torch.Generator], X: Tens
     step = fast.compiled(stack, example) if engine == "compiled" else stack
     losses = _loop(step, batch, config, (len(models),), device, progress, desc, timings)
     stack.unstack()
-    if config.calibrate_batchnorm:
+    if config.recompute_batchnorm:
         for model in models:
-            calibrate_batchnorm(model, X)
+            recompute_batchnorm(model, X)
     return losses.T
 
 

@@ -28,7 +28,8 @@ from makemore_wavenet.shared.errors import UserError
 from makemore_wavenet.shared.sampling import sample
 from makemore_wavenet.shared.trainer import evaluate
 
-from . import RUNS_DIR, all_stages, checkpoint_path, count_parameters, get_stage, load_model, plan, splits_for, train_stage
+from . import (RUNS_DIR, all_stages, checkpoint_path, count_parameters, get_stage, load_model, plan, splits_for,
+               train_stage)
 
 DEFAULTS, RUNTIME = TrainConfig(), Runtime()
 
@@ -123,7 +124,7 @@ def common_options() -> dict[str, argparse.ArgumentParser]:
     names, runs, device = (argparse.ArgumentParser(add_help=False) for _ in range(3))
     names.add_argument("--names", help="names file (default: $MAKEMORE_NAMES, else names.txt fetched on first use)")
     runs.add_argument("--runs", default=str(RUNS_DIR), help="where checkpoints go (RUNS/stageN/)")
-    device.add_argument("--device", default=RUNTIME.device, help="auto (CUDA when there is one), cpu, cuda, cuda:1, ...")
+    device.add_argument("--device", default=RUNTIME.device, help="auto (CUDA when there is one), cpu, cuda, ...")
     return {"names": names, "runs": runs, "device": device}
 
 
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("reproduce", cmd_reproduce, "train several stages in parallel and tabulate them beside the "
             "lecture's numbers", "names", "runs", "device", stage=False)
     p.add_argument("--stages", type=int, nargs="+", choices=stage_numbers, default=stage_numbers, help="which stages")
-    p.add_argument("--steps", type=int, default=SUPPRESS, help="training steps per stage (default: each stage's recipe)")
+    p.add_argument("--steps", type=int, default=SUPPRESS, help="training steps per stage (default: the stage's)")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: one per core)")
     add_engine(p, RUNTIME.engine, " (a stage the fast engine cannot train runs on the plain one)")
     p.add_argument("--out", help="write the table as Markdown to this file")
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except UserError as err:  # bad data, a bad setting, a checkpoint that does not fit: say it; a bug shows its traceback
+    except UserError as err:  # bad data, a bad setting, a checkpoint that does not fit; a bug shows its traceback
         print(f"makemore: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -24,8 +24,13 @@ def in_processes(func: Callable[..., dict], jobs: list[tuple], processes: int, d
                  done: Callable[[dict], str], progress: bool = True) -> list[dict]:
     """func(*args) for every args in `jobs`, `processes` at a time (spawned: no state shared with
     this one; each with threads_per_process(processes) threads); the rows they return, in the order
-    they finished. `done(row)` labels the bar."""
+    they finished. `done(row)` labels the bar. One process is this one: the jobs run here, in turn."""
     rows = []
+    if processes == 1:
+        torch.set_num_threads(threads_per_process(1))
+        for args in tqdm(jobs, desc=desc, unit=unit, disable=not progress):
+            rows.append(func(*args))
+        return rows
     with ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn"),
                              initializer=torch.set_num_threads, initargs=(threads_per_process(processes),)) as pool:
         futures = [pool.submit(func, *args) for args in jobs]

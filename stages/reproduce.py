@@ -33,7 +33,8 @@ def _train_one(the_plan: Plan, runtime: Runtime, names, runs_dir) -> dict:
     result = train_stage(the_plan, runtime, names=names, runs_dir=runs_dir, progress=False)
     running_means = [tuple(m.running_mean.shape) for m in result.model.modules() if isinstance(m, BatchNorm1d)]
     return {"stage": the_plan.stage.number, "params": count_parameters(result.model), "seconds": result.seconds,
-            "running_mean": running_means[0], "recipe": the_plan.recipe, "runtime": runtime, **result.metrics}
+            "running_mean": running_means[0] if running_means else "-", "recipe": the_plan.recipe,
+            "runtime": runtime, **result.metrics}
 
 
 def reproduce(stages=None, options: dict | None = None, runtime: Runtime = Runtime(), jobs: int | None = None,
@@ -76,7 +77,8 @@ def results_markdown(rows: list[dict], wall: float, jobs: int) -> str:
         "",
         "Each stage's recipe: steps x batch size (examples; names from stage 7 on), the optimizer and its "
         f"learning-rate schedule, the seed, the path. torch {torch.__version__}, {jobs} processes of "
-        f"{'one thread' if threads == 1 else f'{threads} threads'} each. `seconds` is one stage's training time; all stages took {wall:.0f} s of wall time.",
+        f"{'one thread' if threads == 1 else f'{threads} threads'} each. `seconds` is one stage's training "
+        f"time; all stages took {wall:.0f} s of wall time.",
         "",
         results_table(rows),
         "",

@@ -75,7 +75,8 @@ def test_unknown_layers_are_refused_not_mistrained():
 
 def test_stage_1_and_2_agree_exactly_on_the_fast_engine(splits_by_block):
     runs = [run(get_stage(n).build_model, get_stage(n).config, TrainConfig(steps=300),
-                splits_by_block(3), Runtime(device="cpu", engine="fast"), progress=False, eval_splits=("val",)) for n in (1, 2)]
+                splits_by_block(3), Runtime(device="cpu", engine="fast"), progress=False, eval_splits=("val",))
+            for n in (1, 2)]
     assert torch.equal(runs[0].losses, runs[1].losses)
 
 
@@ -83,7 +84,8 @@ def test_stage_1_and_2_agree_exactly_on_the_fast_engine(splits_by_block):
 def test_engines_agree_in_float32(n, engine, splits_by_block):
     """The same math as the plain engine; float32 rounding differs a little over 300 steps."""
     stage = get_stage(n)
-    plain, other = (run(stage.build_model, stage.config, TrainConfig(steps=300), splits_by_block(stage.config.block_size),
+    splits = splits_by_block(stage.config.block_size)
+    plain, other = (run(stage.build_model, stage.config, TrainConfig(steps=300), splits,
                         Runtime(device="cpu", engine=p), progress=False, eval_splits=("val",))
                     for p in ("plain", engine))
     assert torch.allclose(other.losses, plain.losses, atol=2e-3)

@@ -2,6 +2,7 @@
 report is stored, the honest ones are scored right, and the leaderboards read the gradebook."""
 
 import csv
+import json
 import io
 import shutil
 import time
@@ -20,13 +21,14 @@ from makemore_wavenet.grader.grade import Options
 from makemore_wavenet.stages import get_stage, plan
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = (1, 2)
+GRADED = (1, 2)
 
 BROKEN = {  # student: (file, old, new), each a way to crash, hang or cheat
     "crash-syntax": ("shared/layers.py", "class Tanh(Module):", "class Tanh(Module)"),
     "crash-exit-on-import": ("shared/__init__.py", '"""', 'import os; os._exit(3)\n"""'),
     "hang-on-import": ("shared/layers.py", "class Tanh(Module):", "while True:\n    pass\n\n\nclass Tanh(Module):"),
-    "hang-in-flatten": ("shared/layers.py", "        return x.view(x.shape[0], -1)", "        while True:\n            pass"),
+    "hang-in-flatten": ("shared/layers.py", "        return x.view(x.shape[0], -1)",
+                        "        while True:\n            pass"),
     "cheat-fake-pass": ("shared/layers.py", "        return x.view(x.shape[0], -1)",
                         "        print('ALL CHECKS PASSED'); return x.reshape(-1, x.shape[0]).T"),
     "cheat-cross-entropy": ("shared/trainer.py", "LOG_EVERY = 1000",
@@ -40,7 +42,7 @@ def checkpoints(tmp_path_factory, splits_by_block):
     """runs/stageN/checkpoint.pt for the graded stages, trained once with the quick schedule."""
     runs = tmp_path_factory.mktemp("runs")
     metrics = {}
-    for n in STAGES:
+    for n in GRADED:
         stage = get_stage(n)
         result = run(stage.build_model, stage.config, plan(n, "quick").recipe, splits_by_block(stage.config.block_size),
                      out_dir=runs / f"stage{n}", progress=False, stage=n)
@@ -79,9 +81,9 @@ def graded(classroom, tmp_path_factory):
     folder, honest = classroom
     book = Gradebook(tmp_path_factory.mktemp("book") / "gradebook.db")
     start = time.perf_counter()
-    options = Options(tier="hidden", schedule="quick", stages=STAGES, limits=Limits(seconds=15))
+    options = Options(tier="hidden", schedule="quick", stages=GRADED, limits=Limits(seconds=15))
     stored = grade_many(find_submissions(folder), book, options, cohort="2026", progress=False)
-    print(f"\n20 submissions (stages {STAGES}, hidden tier, from checkpoints) graded in "
+    print(f"\n20 submissions (stages {GRADED}, hidden tier, from checkpoints) graded in "
           f"{time.perf_counter() - start:.1f} s")
     return book, dict(stored), honest
 
@@ -97,7 +99,7 @@ def test_honest_submissions_are_scored_right(graded, checkpoints):
     for student in honest:
         report = book.report(stored[student])
         assert report.passed == len(report.results), [r for r in report.results if r.status != "pass"]
-        for n in STAGES:
+        for n in GRADED:
             assert abs(report.loss(n, "val") - metrics[n]["val"]) < 1e-4
             assert abs(report.loss(n, "test") - metrics[n]["test"]) < 1e-4
             assert "checkpoint" in next(r.message for r in report.results if r.value is not None)
@@ -137,7 +139,7 @@ def test_cheats_gain_nothing(graded, checkpoints):
 
 def test_leaderboards_rank_pseudonyms(graded):
     book, stored, honest = graded
-    boards = leaderboards(book, schedule="quick", stages=STAGES)
+    boards = leaderboards(book, schedule="quick", stages=GRADED)
     assert [(b["stage"], b["board"]) for b in boards] == [(1, "public"), (1, "private"), (2, "public"), (2, "private")]
     public = boards[0]["rows"]
     assert [row[0] for row in public] == list(range(1, len(public) + 1))
@@ -166,7 +168,7 @@ def test_grading_on_a_local_dask_cluster(classroom, tmp_path):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         with Gradebook(tmp_path / "dask.db") as book:
-            options = Options(tier="public", schedule="quick", stages=STAGES, losses=False)
+            options = Options(tier="public", schedule="quick", stages=GRADED, losses=False)
             stored = dict(grade_many(subs, book, options, executor=client.get_executor(), progress=False))
             assert book.count() == 3
             assert book.report(stored[honest[0]]).passed == len(book.report(stored[honest[0]]).results)
@@ -190,3 +192,15 @@ def test_the_challenge_has_boards_of_its_own(tmp_path):
         assert [(b["stage"], b["board"]) for b in boards] == [(8, "public"), (8, "private")]
         assert [row[1] for row in boards[0]["rows"]] == [book.pseudonym("bob"), book.pseudonym("ada")]
         assert "The challenge, public leaderboard (val loss)" in render(boards)
+
+
+def test_a_report_of_the_first_format_still_reads(tmp_path):
+    """Gradebooks keep reports as JSON: a version-1 report (one "exercise" field) reads as its rows."""
+    from makemore_wavenet.grader.report import Report
+
+    old = {"submission": "x", "tier": "public", "schedule": "quick", "seconds": 1.0, "version": 1,
+           "results": [{"exercise": "stage 1", "check": "val loss <= 2.3", "tier": "public", "status": "pass",
+                        "message": "val 2.25", "value": 2.25}]}
+    report = Report.from_json(json.dumps(old))
+    assert report.results[0].row == "stage 1" and report.passed == 1 and report.version == 2
+    assert report.exercise_rows()[0][:3] == ["stage 1", "training and model", "pass"]

@@ -12,7 +12,6 @@ from makemore_wavenet.grader.__main__ import main as grader_main
 from makemore_wavenet.grader.exercises import exercises
 from makemore_wavenet.grader.grade import Options, checks_for, grade, reference_values
 from makemore_wavenet.grader.regions import RegionError, all_regions, find_regions, student_text
-from makemore_wavenet.grader.release import release
 from makemore_wavenet.grader.sandbox import Limits
 from makemore_wavenet.grader.thresholds import Thresholds
 
@@ -80,11 +79,12 @@ def test_edition_cannot_run_the_hidden_tier(edition):
 
 
 def test_edition_holds_no_solution_line_and_no_hidden_check(edition):
-    from makemore_wavenet.grader.hidden import HIDDEN_SEED, HIDDEN_SIZES
+    from makemore_wavenet.grader.hidden import HIDDEN_SEED
 
     edition_text = "\n".join(p.read_text(errors="replace") for p in edition.rglob("*") if p.is_file()
                              and p.suffix in {".py", ".ipynb", ".md", ".toml"})
-    master_outside_regions = "\n".join(student_text(p.read_text()) for p in ROOT.glob("*/**/*.py"))
+    master = [p for folder in ("shared", "stages", "grader") for p in (ROOT / folder).rglob("*.py")]
+    master_outside_regions = "\n".join(student_text(p.read_text()) for p in master)
     leaks = []
     for region in all_regions(ROOT):
         for line in region.solution:
@@ -248,8 +248,14 @@ def test_student_edition_grades_itself_with_shipped_public_checks(edition, tmp_p
     import sys
 
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
+    # the edition's dependencies as this test run has them (no download): this interpreter's packages,
+    # after the venv's own, where the edition is installed
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    runner = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    Path(site, "test_runner_packages.pth").write_text("\n".join(runner) + "\n")
     subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "-e", str(edition)],
                    check=True, capture_output=True)
     assert (edition / "grader" / "expected" / "public.pt").is_file()

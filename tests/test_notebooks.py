@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def solved(definition_name: str, module: str) -> str:
     """The master's top-level definition `definition_name`, markers removed: a student's answer."""
     path = ROOT / Path(*module.split(".")[1:]).with_suffix(".py")
-    text = "\n".join(l for l in path.read_text().splitlines() if not (BEGIN.match(l) or END.match(l)))
+    text = "\n".join(line for line in path.read_text().splitlines() if not (BEGIN.match(line) or END.match(line)))
     for node in ast.parse(text).body:
         if getattr(node, "name", None) == definition_name or (
                 isinstance(node, ast.Assign) and node.targets[0].id == definition_name):
@@ -64,7 +64,8 @@ def test_magics_are_stripped_and_loops_skipped(tmp_path):
     path = tmp_path / "lecture.ipynb"
     nbformat.write(lecture_notebook(), path)
     assert "%matplotlib inline" not in "\n".join(code_cells(path))
-    assert {"Linear", "BatchNorm1d", "FlattenConsecutive", "Sequential", "model", "build_dataset"} <= defined_names(path)
+    names = {"Linear", "BatchNorm1d", "FlattenConsecutive", "Sequential", "model", "build_dataset"}
+    assert names <= defined_names(path)
     assert "lossi" in defined_names(path)  # assigned before the loop; the loop itself is skipped
 
 

@@ -12,7 +12,7 @@ from makemore_wavenet.shared.device import resolve_device
 from makemore_wavenet.shared.plots import save_loss_plot, smoothed_log_loss
 from makemore_wavenet.shared.sampling import sample
 from makemore_wavenet.shared.layers import BatchNorm1d, Dropout, Linear, Sequential, Tanh
-from makemore_wavenet.shared.trainer import calibrate_batchnorm, evaluate, run, train
+from makemore_wavenet.shared.trainer import recompute_batchnorm, evaluate, run, train
 from makemore_wavenet.stages import get_stage, load_model
 
 
@@ -39,7 +39,7 @@ def test_missing_gpu_is_a_clear_error():
         resolve_device("cuda")
 
 
-def test_calibrated_batchnorm_holds_the_statistics_of_the_whole_split():
+def test_recomputed_batchnorm_holds_the_statistics_of_the_whole_split():
     """In one part, each BatchNorm gets the mean and variance of its input over all of X, with the
     BatchNorms before it calibrated too and dropout off; in parts, nearly the same."""
     torch.manual_seed(0)
@@ -47,7 +47,7 @@ def test_calibrated_batchnorm_holds_the_statistics_of_the_whole_split():
     model = Sequential([Linear(5, 8, dtype=D), BatchNorm1d(8, dtype=D), Tanh(), Dropout(0.5),
                         Linear(8, 4, dtype=D), BatchNorm1d(4, dtype=D)])
     X = torch.randn(3000, 5, dtype=D) * 3 + 1
-    calibrate_batchnorm(model, X, batch_size=len(X))
+    recompute_batchnorm(model, X, batch_size=len(X))
     assert model.training  # as it was
     first, second = model.layers[1], model.layers[5]
     assert first.momentum == second.momentum == 0.1  # as they were
@@ -59,7 +59,7 @@ def test_calibrated_batchnorm_holds_the_statistics_of_the_whole_split():
     assert torch.allclose(second.running_mean, h.mean(0, keepdim=True))
     assert torch.allclose(second.running_var, h.var(0, keepdim=True))
     whole = model(X)  # (N, 4), unit scale
-    calibrate_batchnorm(model, X, batch_size=1000)  # three parts
+    recompute_batchnorm(model, X, batch_size=1000)  # three parts
     assert not torch.equal(model.eval()(X), whole) and torch.allclose(model(X), whole, atol=1e-2)
 
 
@@ -72,7 +72,7 @@ def test_calibration_counts_every_position_even_where_training_samples_them():
     for positions in (0, 4):
         torch.manual_seed(0)
         model = seven.build_model(replace(seven.config, bn_positions=positions), dtype=torch.float64)
-        calibrate_batchnorm(model, X, batch_size=len(X))
+        recompute_batchnorm(model, X, batch_size=len(X))
         models.append(model)
     whole, sampled = ([m for m in model.modules() if isinstance(m, BatchNorm1d)] for model in models)
     for a, b in zip(whole, sampled):
@@ -80,11 +80,11 @@ def test_calibration_counts_every_position_even_where_training_samples_them():
         assert b.positions == 4
 
 
-def test_a_recipe_that_calibrates_batchnorm_ends_with_calibrated_statistics(splits_by_block):
+def test_a_recipe_that_recomputes_batchnorm_ends_with_the_whole_splits_statistics(splits_by_block):
     stage = get_stage(6)
     X, Y = splits_by_block(8)["train"]
-    config = TrainConfig(steps=50, calibrate_batchnorm=True)
-    assert config.describe().endswith(", BatchNorm calibrated")
+    config = TrainConfig(steps=50, recompute_batchnorm=True)
+    assert config.describe().endswith(", BatchNorm recomputed")
     torch.manual_seed(0)
     model = stage.build_model(stage.config)
     train(model, X, Y, config, progress=False)

@@ -21,7 +21,7 @@ from makemore_wavenet.shared.layers import (BatchNorm1d, CausalConv1d, Embedding
 # its training names too closely (LESSON.md). The model itself, and eval mode, are stage 6's.
 CONFIG = ModelConfig(block_size=8, n_embd=24, n_hidden=128, bn_reduce_time=True, whole_names=True, bn_positions=32)
 # a batch is 32 names, about 228 predictions; 30,000 steps see 6.8 million, stage 6 sees 6.4
-RECIPE = TrainConfig(steps=30_000, batch_size=32, lr=0.1, lr_final=0.01, decay_at=0.75, calibrate_batchnorm=True)
+RECIPE = TrainConfig(steps=30_000, batch_size=32, lr=0.1, lr_final=0.01, decay_at=0.75, recompute_batchnorm=True)
 
 
 class CausalWaveNet(Sequential):

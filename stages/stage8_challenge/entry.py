@@ -29,6 +29,9 @@ class EntryError(ConfigError):
 
 def load_entry(path: str | Path) -> tuple[WaveNetConfig, TrainConfig]:
     path = Path(path)
+    if not path.is_file():
+        raise EntryError(f"no {path.name} in {path.parent}: an entry is a TOML file. Start from a copy of one of "
+                         f"stages/{ENTRIES.parent.name}/entries/*.toml")
     try:
         entry = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as err:
