@@ -84,7 +84,7 @@ def challenge(session: nox.Session) -> None:
 
 @nox.session(**VENV)
 def bench(session: nox.Session) -> None:
-    """Time per step of the trainer's paths against the lecture's loop, in the same run; 8 seeds at
+    """Time per step of the trainer's engines against the lecture's loop, in the same run; 8 seeds at
     once against one; stage 7's time per prediction against stage 6's; grading throughput
     (`nox -s bench -- --stages 1 6` passes options to the first)."""
     instructor_only(session)

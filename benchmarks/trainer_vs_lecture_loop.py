@@ -1,11 +1,11 @@
-"""Time per training step: the trainer's three paths against the lecture's own loop, in one run.
+"""Time per training step: the trainer's three engines against the lecture's own loop, in one run.
 
 All four train the same model with the same math. The lecture loop updates each parameter in
 Python (`p.data += -lr * p.grad`) and reads the loss back every step; "plain" is the trainer's
 autograd step (one foreach update, no read-back); "fast" is the hand-written backward
 (shared/fast.py); "compiled" is that step under torch.compile, whose compile time is reported
-apart. Each path's model is built and warmed up once; then rounds alternate between the paths so
-that machine noise hits all of them, and the table reports the median round.
+apart. Each engine's model is built and warmed up once; then rounds alternate between the engines
+so that machine noise hits all of them, and the table reports the median round.
 
     python benchmarks/trainer_vs_lecture_loop.py --stages 1 6 --steps 1000 --rounds 3
 """
@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from tabulate import tabulate
 
-from makemore_wavenet.shared.config import PATHS, TrainConfig
+from makemore_wavenet.shared.config import ENGINES, TrainConfig
 from makemore_wavenet.shared.data import load_splits
 from makemore_wavenet.shared.trainer import make_step
-from makemore_wavenet.stages import STAGES, get_stage, on_fast_path
+from makemore_wavenet.stages import all_stages, get_stage, on_fast_engine
 
-KINDS = ("lecture loop",) + PATHS
+KINDS = ("lecture loop",) + ENGINES
 
 
 def lecture_step(model):
@@ -50,9 +50,9 @@ def lecture_step(model):
 def build(kind: str, stage, X):
     """A fresh model's step function for `kind`, and the seconds it took to make and warm up."""
     torch.manual_seed(42)
-    model = stage.build_model(stage.CONFIG)
+    model = stage.build_model(stage.config)
     start = time.perf_counter()
-    step = lecture_step(model) if kind == "lecture loop" else make_step(model, TrainConfig(path=kind), X[:32])
+    step = lecture_step(model) if kind == "lecture loop" else make_step(model, TrainConfig(), kind, X[:32])
     warm(step, X, torch.zeros(len(X), dtype=torch.long), 1)  # the first call: the compile, if any
     return step, time.perf_counter() - start
 
@@ -72,8 +72,9 @@ def seconds_per_step(step, X, Y, steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--stages", type=int, nargs="+", default=[n for n in STAGES if on_fast_path(n)],
-                        help="stages the fast path trains (stage 7 is on the plain path only)")
+    on_fast = [n for n, stage in all_stages().items() if on_fast_engine(stage)]
+    parser.add_argument("--stages", type=int, nargs="+", default=on_fast,
+                        help="stages the fast engine trains (stages 7 and 8 are on the plain engine only)")
     parser.add_argument("--steps", type=int, default=1000, help="steps per timed round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -83,7 +84,7 @@ def main() -> None:
     rows = []
     for n in args.stages:
         stage = get_stage(n)
-        X, Y = load_splits(stage.CONFIG.block_size)["train"]
+        X, Y = load_splits(stage.config.block_size)["train"]
         steps, setup = {}, {}
         for kind in KINDS:
             steps[kind], setup[kind] = build(kind, stage, X)
@@ -94,11 +95,11 @@ def main() -> None:
                 times[kind].append(seconds_per_step(steps[kind], X, Y, args.steps))
         ms = {kind: 1e3 * statistics.median(times[kind]) for kind in KINDS}
         base = ms["lecture loop"]
-        rows.append([n, *(f"{ms[k]:.3f}" for k in KINDS), *(f"{base / ms[k]:.2f}x" for k in PATHS),
+        rows.append([n, *(f"{ms[k]:.3f}" for k in KINDS), *(f"{base / ms[k]:.2f}x" for k in ENGINES),
                      f"{setup['compiled']:.1f}"])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps x {args.rounds} rounds "
           f"(median), ms per step")
-    print(tabulate(rows, ["stage", *KINDS, *(f"{k} speed-up" for k in PATHS), "compile s"], disable_numparse=True))
+    print(tabulate(rows, ["stage", *KINDS, *(f"{k} speed-up" for k in ENGINES), "compile s"], disable_numparse=True))
 
 
 if __name__ == "__main__":

@@ -203,9 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=["quick", "full"], default="quick")
     p.add_argument("--seeds", type=int, default=8, help="seeds 1..N (at least 3)")
     p.add_argument("--stage", type=int, nargs="+", choices=stages, default=stages, metavar="N")
-    p.add_argument("--names", help="names file (default: $MAKEMORE_NAMES or data/names.txt)")
-    p.add_argument("--jobs", type=int, help="stages 7-8 (plain path): seeds trained at once, sharing the cores as "
-                   "threads (default: one per core, one thread each; 1: one at a time on every core)")
+    p.add_argument("--names", help="names file (default: $MAKEMORE_NAMES, else names.txt fetched on first use)")
+    p.add_argument("--jobs", type=int, help="stages the fast engine cannot train (7, 8): seeds trained at once, "
+                   "sharing the cores as threads (default: one per core, one thread each; 1: one at a time on "
+                   "every core)")
     p.set_defaults(func=cmd_calibrate)
     return parser
 

@@ -76,7 +76,7 @@ def results_markdown(rows: list[dict], wall: float, jobs: int) -> str:
         "# Reproduction of the lecture's table",
         "",
         "Each stage's recipe: steps x batch size (examples; names from stage 7 on), the optimizer and its "
-        f"learning-rate schedule, the seed, the path. torch {torch.__version__}, {jobs} processes of "
+        f"learning-rate schedule, the seed, the engine. torch {torch.__version__}, {jobs} processes of "
         f"{'one thread' if threads == 1 else f'{threads} threads'} each. `seconds` is one stage's training "
         f"time; all stages took {wall:.0f} s of wall time.",
         "",
