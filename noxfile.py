@@ -1,19 +1,19 @@
-"""The sessions people run: `nox` runs the tests; `nox -l` lists the rest.
+"""The sessions people run: `nox` runs the lint and the tests; `nox -l` lists the rest.
 
-Every session's virtualenv sees the system site-packages, so a torch that is already installed
-(course machines and CI install the CPU build, `pip install torch==2.13.0`) is reused instead of
-downloading another; on a machine without torch, `pip install -e .` brings the default build
-(CUDA on Linux). Virtualenvs are reused between runs.
+Every session's virtualenv also sees the packages of the Python that runs nox (a venv's or the
+system's), so a torch that is already installed there (course machines and CI install the CPU
+build, `pip install torch==2.13.0`) is reused instead of downloading another; on a machine without
+torch, `pip install -e .` brings the default build (CUDA on Linux). Virtualenvs are reused between runs.
 """
 
 import runpy
+import sys
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).parent
 SHARED_NAMES = ROOT.parent / "shared" / "data" / "names.txt"  # the course's copy, beside the repo
-VENV = {"venv_params": ["--system-site-packages"]}
 # which edition this is, from its one marker (read as a file: the package is not installed yet)
 STUDENT = runpy.run_path(str(ROOT / "shared" / "edition.py"))["is_student"]()
 
@@ -23,8 +23,13 @@ nox.options.sessions = ["grade"] if STUDENT else ["lint", "tests"]
 
 
 def install(session: nox.Session, *extras: str) -> None:
-    spec = f".[{','.join(extras)}]" if extras else "."
-    session.install("-e", spec)
+    """The project, editable, into the session's venv, which sees the packages of the Python that
+    runs nox: after its own, through a .pth file (--system-site-packages would show the base
+    interpreter's instead, and miss a venv's torch)."""
+    site = session.run("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", silent=True)
+    runner = [path for path in sys.path if path.endswith(("site-packages", "dist-packages"))]
+    Path(site.strip(), "nox-runner-packages.pth").write_text("\n".join(runner) + "\n")
+    session.install("-e", f".[{','.join(extras)}]" if extras else ".")
 
 
 def instructor_only(session: nox.Session) -> None:
@@ -38,7 +43,7 @@ def names_env() -> dict:
     return {"MAKEMORE_NAMES": str(SHARED_NAMES)} if SHARED_NAMES.is_file() else {}
 
 
-@nox.session(**VENV)
+@nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (pass pytest options after --, e.g. `nox -- -k layers`)."""
     instructor_only(session)
@@ -55,14 +60,14 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
 
 
-@nox.session(**VENV)
+@nox.session
 def train(session: nox.Session) -> None:
     """Train a stage: `nox -s train -- 4 --steps 20000` (see `makemore train --help`)."""
     install(session)
     session.run("makemore", "train", *(session.posargs or ["1"]), env=names_env())
 
 
-@nox.session(**VENV)
+@nox.session
 def reproduce(session: nox.Session) -> None:
     """Train every stage with its full recipe on the compiled engine where it can (the plain engine
     otherwise), one process per core; print the wall time and write docs/results.md."""
@@ -71,7 +76,7 @@ def reproduce(session: nox.Session) -> None:
                 env=names_env())
 
 
-@nox.session(**VENV)
+@nox.session
 def challenge(session: nox.Session) -> None:
     """Train challenge entries (stage 8) under seeds 1-3, one run at a time on every core (as the
     rules time them), and tabulate them:
@@ -82,7 +87,7 @@ def challenge(session: nox.Session) -> None:
     session.run("makemore", "challenge", *entries, "--seeds", "1", "2", "3", "--jobs", "1", env=names_env())
 
 
-@nox.session(**VENV)
+@nox.session
 def bench(session: nox.Session) -> None:
     """Time per step of the trainer's engines against the lecture's loop, in the same run; 8 seeds at
     once against one; stage 7's time per prediction against stage 6's; grading throughput
@@ -95,7 +100,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/grading_throughput.py", env=names_env())
 
 
-@nox.session(**VENV)
+@nox.session
 def grade(session: nox.Session) -> None:
     """Grade this checkout with the public checks: `nox -s grade -- --stage 4`, or a notebook:
     `nox -s grade -- notebooks/stage4.ipynb` (see `python -m makemore_wavenet.grader grade --help`)."""
@@ -105,7 +110,7 @@ def grade(session: nox.Session) -> None:
     session.run("python", "-m", "makemore_wavenet.grader", "grade", *target, *args, env=names_env())
 
 
-@nox.session(**VENV)
+@nox.session
 def release(session: nox.Session) -> None:
     """Write the student edition into dist/student (stubs, notebooks, public checks only)."""
     instructor_only(session)
@@ -113,7 +118,7 @@ def release(session: nox.Session) -> None:
     session.run("python", "-m", "makemore_wavenet.grader", "release", *session.posargs, env=names_env())
 
 
-@nox.session(**VENV)
+@nox.session
 def calibrate(session: nox.Session) -> None:
     """Set the loss thresholds from 8 seeds of every stage, trained at once: quick schedule by
     default, `nox -s calibrate -- --schedule full` for the full one (stages 1-7: about 25 minutes on 2
@@ -124,7 +129,7 @@ def calibrate(session: nox.Session) -> None:
                 env=names_env())
 
 
-@nox.session(**VENV)
+@nox.session
 def leaderboard(session: nox.Session) -> None:
     """Print the per-stage leaderboards of gradebook.db: `nox -s leaderboard -- --format markdown`."""
     install(session)
