@@ -99,10 +99,15 @@ class Runtime:
     # how a step is computed, all the same math: "plain" (autograd, the lessons' code), "fast"
     # (a hand-written backward, shared/fast.py) or "compiled" (that step under torch.compile)
     engine: str = "plain"
+    # CPU threads for the run's process; 0 leaves them as they are (torch's default, or what a pool
+    # of parallel runs gave each process: stages/parallel.py)
+    threads: int = 0
 
     def __post_init__(self):
         if self.engine not in ENGINES:
             raise ConfigError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be 0 (as they are) or a positive count, got {self.threads}")
 
     def check(self, recipe: TrainConfig) -> None:
         """The fast and compiled engines compute the lecture's SGD and nothing else."""

@@ -231,6 +231,8 @@ def run(build_model: Callable[..., Module], model_config: ModelConfig, recipe: T
         progress: bool = True, eval_splits: tuple[str, ...] = SPLITS, **checkpoint_extra) -> Run:
     """The whole recipe: seed, build, train, evaluate the splits, then save checkpoint and plot."""
     device = resolve_device(runtime.device)
+    if runtime.threads:
+        torch.set_num_threads(runtime.threads)
     torch.manual_seed(runtime.seed)
     model = build_model(model_config, device=device)
     X, Y = (t.to(device) for t in splits["train"])

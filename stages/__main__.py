@@ -105,7 +105,8 @@ def cmd_challenge(args) -> None:
 
 
 def runtime(args) -> Runtime:
-    return Runtime(**{name: getattr(args, name) for name in ("seed", "device", "engine") if hasattr(args, name)})
+    names = ("seed", "device", "engine", "threads")
+    return Runtime(**{name: getattr(args, name) for name in names if hasattr(args, name)})
 
 
 def _load(args):
@@ -162,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                    f"--lr-final [{DEFAULTS.decay_at}]", **recipe_part)
     p.add_argument("--seed", type=int, default=RUNTIME.seed, help="seed for the model's init and the batches")
     add_engine(p, RUNTIME.engine)
+    p.add_argument("--threads", type=int, default=RUNTIME.threads, help="CPU threads (0: torch's default)")
 
     p = add("reproduce", cmd_reproduce, "train several stages in parallel and tabulate them beside the "
             "lecture's numbers", "names", "runs", "device", stage=False)

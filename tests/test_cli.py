@@ -18,7 +18,7 @@ def test_help(command):
 
 
 def test_train_then_evaluate_then_sample(tmp_path):
-    out = makemore("train", "3", "--steps", "200", "--runs", str(tmp_path), "--device", "cpu")
+    out = makemore("train", "3", "--steps", "200", "--runs", str(tmp_path), "--device", "cpu", "--threads", "1")
     assert out.returncode == 0, out.stderr
     assert "val" in out.stdout and (tmp_path / "stage3" / "checkpoint.pt").is_file()
     out = makemore("evaluate", "3", "--runs", str(tmp_path), "--split", "val")

@@ -193,3 +193,19 @@ def test_importing_the_trainer_leaves_matplotlib_alone():
             "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["svg", "False"]
+
+
+def test_a_runtime_sets_the_threads_it_names_and_leaves_them_otherwise(splits_by_block):
+    stage, before = get_stage(3), torch.get_num_threads()
+    try:
+        one = run(stage.build_model, stage.config, TrainConfig(steps=50), splits_by_block(8),
+                  Runtime(device="cpu", threads=1), progress=False, eval_splits=("val",))
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(before)
+        run(stage.build_model, stage.config, TrainConfig(steps=50), splits_by_block(8), Runtime(device="cpu"),
+            progress=False, eval_splits=("val",))
+        assert torch.get_num_threads() == before and one.losses.shape == (50,)
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="threads must be"):
+        Runtime(threads=-1)
