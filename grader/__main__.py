@@ -5,7 +5,7 @@
     python -m makemore_wavenet.grader leaderboard        per-stage public and private boards
     python -m makemore_wavenet.grader grade --schedule challenge   train and grade your stage-8 entry
     python -m makemore_wavenet.grader release [--out D]  write the student edition
-    python -m makemore_wavenet.grader calibrate          thresholds from the master over 8 seeds
+    python -m makemore_wavenet.grader calibrate --out D  thresholds from the master over 8 seeds
 
 Exit codes of `grade`: 0 every check passed; 1 some check did not pass (fail, not done, error,
 timeout); 2 the command line was wrong; 3 the grader could not run (no data, a broken path).
@@ -16,15 +16,17 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import traceback
 from pathlib import Path
 
 from tabulate import tabulate
 
 from makemore_wavenet.shared.edition import is_student
 from makemore_wavenet.shared.errors import UserError
-from makemore_wavenet.stages import SCHEDULES, all_stages
+from makemore_wavenet.stages import QUICK_FRACTION, SCHEDULES, all_stages
 
 from . import GraderError
+from .exercises import challenge_stage
 from .grade import Options
 from .sandbox import Limits
 from .thresholds import CALIBRATION_DIR, Thresholds
@@ -124,10 +126,12 @@ def cmd_calibrate(args) -> int:
 def add_grading_options(p: argparse.ArgumentParser, tier: str, schedule: str, stages: list[int]) -> None:
     p.add_argument("--tier", choices=["public", "hidden"], default=tier,
                    help="public: the checks students run; hidden: public plus the instructor's hidden checks")
+    challenge = challenge_stage()
     p.add_argument("--schedule", choices=SCHEDULES, default=schedule,
-                   help="loss checks: quick (1/40 of each stage's recipe, its own thresholds), full (the recipe), "
-                   "or challenge (stage 8 only: the submission's own challenge.toml, which must beat the lecture's "
-                   f"model within {CHALLENGE_SECONDS // 60} minutes)")
+                   help=f"loss checks: quick (1/{QUICK_FRACTION} of each stage's recipe, its own thresholds), full "
+                   f"(the recipe), or challenge (stage {challenge.number} only: the submission's own "
+                   f"{challenge.entry_file}, which must beat the lecture's model within {CHALLENGE_SECONDS // 60} "
+                   "minutes)")
     p.add_argument("--stage", type=int, nargs="+", choices=stages, default=stages,
                    metavar="N", help="grade only these stages")
     p.add_argument("--retrain", action="store_true", help="train even where a valid checkpoint exists")
@@ -215,9 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except UserError as err:  # what the user can fix; anything else is a bug and shows its traceback
+    except UserError as err:  # what the user can fix: said in a line
         print(f"grader: error: {err}", file=sys.stderr)
-        return EXIT_GRADER
+    except Exception:  # a bug in the grader: its traceback, and the grader's exit code, not "a check failed"
+        traceback.print_exc()
+        print("grader: error: the grader failed (a bug: the traceback above says where)", file=sys.stderr)
+    return EXIT_GRADER
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from makemore_wavenet.shared.config import Runtime
 from makemore_wavenet.stages import all_stages
 
 from . import probes
@@ -21,6 +22,7 @@ from .exercises import exercises
 from .sandbox import Call
 
 PUBLIC_SEED = 1234
+SEED = Runtime().seed  # a stage's weights are drawn under the lecture's seed
 PUBLIC_SIZES = {"batch": 4, "T": 8, "C": 3, "n": 2, "n_embd": 4, "n_hidden": 6, "words": 5}
 
 
@@ -136,8 +138,8 @@ def stage_checks() -> list[Check]:
     config = [Check(s.number, s.loss_exercise, "configuration and parameter count",
                     Call(probes.stage_config, {"stage": s.number}), hint=s.config_hint)
               for s in stages if not s.entry_file]
-    scale = [Check(s.number, s.loss_exercise, "initial weight scale", Call(probes.init_scales, {"stage": s.number,
-      "seed": 42}),
+    scale = [Check(s.number, s.loss_exercise, "initial weight scale",
+                   Call(probes.init_scales, {"stage": s.number, "seed": SEED}),
                    hint="each Linear's weight is randn(fan_in, fan_out) / sqrt(fan_in), so std(W) * sqrt(fan_in) "
                    "is about 1; the last layer's weight is then scaled by 0.1") for s in stages]
     return config + scale

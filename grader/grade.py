@@ -25,7 +25,7 @@ from makemore_wavenet.stages import Plan, all_stages, checkpoint_path, get_stage
 from . import GraderError, notebook
 from .checks import PUBLIC_SEED, PUBLIC_SIZES, Check, compare, exercise_checks
 from .exercises import challenge_stage, exercises
-from .probes import notebook_logits, stage_logits
+from .probes import batchnorm, notebook_logits, stage_logits
 from .report import CheckResult, Loss, Report
 from .sandbox import Call, Limits, run_calls
 from .thresholds import Thresholds
@@ -87,6 +87,9 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
     """Grade a checkout, a student edition, or a notebook (.ipynb). The challenge schedule grades
     its stage alone, trained with the submission's own entry file."""
     submission = Path(submission).resolve()
+    if submission.suffix != ".ipynb" and not (submission / "shared" / "edition.py").is_file():
+        raise GraderError(f"{submission} is of an earlier edition of the course (it has no shared/edition.py), "
+                          "which this grader cannot call into: copy your solutions into a fresh edition")
     start = time.perf_counter()
     files = None
     if submission.suffix == ".ipynb":
@@ -122,7 +125,7 @@ def _notebook_plan(path: Path, tier: str) -> tuple[list[Check], tuple]:
         stage = max((by_id[ex].stage for ex in covered), default=None)
     checks = [c for c in checks_for(tier) if c.exercise in covered or (c.stage == stage and not c.exercise)]
     if not notebook.accepts(path, "BatchNorm1d", "reduce_time"):  # the lecture's BatchNorm: always fixed
-        checks = [c for c in checks if not (c.call.probe.__name__ == "batchnorm" and not c.call.kwargs["reduce_time"])]
+        checks = [c for c in checks if not (c.call.probe is batchnorm and not c.call.kwargs["reduce_time"])]
     if not checks and stage is None and not lecture_style:
         raise GraderError(f"{path} defines none of the exercises ({', '.join(sorted(targets))}) and no model: "
                           "nothing to grade")
@@ -149,13 +152,15 @@ def _loss_calls(submission: Path, options: Options, stages) -> tuple[list[Call],
             the_plan = plan(1, "full" if options.schedule == "full" else "quick")
             block_size, whole_names = notebook.literal(submission, "block_size") or 3, False
         else:
-            try:  # on the challenge schedule, the submission's own entry file: data, read without running it
-                entry = submission / get_stage(stage).entry_file if options.schedule == "challenge" else None
-                the_plan = plan(stage, options.schedule, entry=entry)
-            except ConfigError as err:  # the entry file: say what is wrong with it, keep the other checks
-                s = get_stage(stage)
-                problems.append(CheckResult(stage, s.row, "the challenge entry", "public", "error", str(err)))
-                continue
+            s = get_stage(stage)
+            if options.schedule != "challenge":
+                the_plan = plan(s, options.schedule)
+            else:  # the submission's own entry file: data, read without running it
+                try:
+                    the_plan = plan(s, options.schedule, entry=submission / s.entry_file)
+                except ConfigError as err:  # say what is wrong with it, keep the other checks
+                    problems.append(CheckResult(stage, s.row, "the challenge entry", "public", "error", str(err)))
+                    continue
             block_size, whole_names = the_plan.model.block_size, the_plan.model.whole_names
         splits = _splits(block_size, str(Path(options.names) if options.names else names_path()), whole_names)
         targets = {"val": splits["val"]}

@@ -213,5 +213,8 @@ def accepts(path: str | Path, class_name: str, parameter: str) -> bool:
 
 
 def stage_from_name(path: str | Path) -> int | None:
+    """The stage a notebook's name says it is (stage4.ipynb: 4), if there is such a stage."""
+    from makemore_wavenet.stages import all_stages
+
     m = re.search(r"stage(\d+)", Path(path).stem)
-    return int(m.group(1)) if m else None
+    return int(m.group(1)) if m and int(m.group(1)) in all_stages() else None

@@ -43,9 +43,10 @@ def release(out: Path, root: Path = ROOT) -> Path:
                 dest.write_text(student_text(src.read_text(encoding="utf-8")), encoding="utf-8")
             else:
                 shutil.copy2(src, dest)
-    marker = out / EDITION_MARKER
-    marker.write_text(marker.read_text(encoding="utf-8").replace('EDITION = "master"', 'EDITION = "student"'),
-                      encoding="utf-8")
+    marker, master = out / EDITION_MARKER, 'EDITION = "master"\n'
+    if (text := marker.read_text(encoding="utf-8")).count(master) != 1:
+        raise RuntimeError(f"{EDITION_MARKER} has no one line {master.strip()!r} for the release to rewrite")
+    marker.write_text(text.replace(master, 'EDITION = "student"\n'), encoding="utf-8")
     shutil.copy2(STUDENT_README, out / "README.md")
     challenge = challenge_stage()  # a student's first entry: stage 7 as an entry file
     start = (root / "stages" / challenge.name / "entries" / "stage7.toml").read_text(encoding="utf-8")

@@ -44,7 +44,7 @@ class Thresholds:
         s = get_stage(stage)
         path = calibration_file(self.folder, split)
         if schedule == "challenge":
-            return _entry(path, "full", s.bar)["mean"]
+            return _entry(path, "full", s.bar or s.number)["mean"]
         bound = prediction_bound(_entry(path, schedule, stage))
         return min(bound, s.val_promise) if split == "val" and schedule == "full" and s.val_promise else bound
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelConfig, Runtime, TrainConfig
+from .config import RENAMED, ModelConfig, Runtime, TrainConfig
 from .errors import UserError
 from .layers import Module
 
@@ -69,6 +69,5 @@ def _from_format_1(ckpt: dict) -> dict:
     recipe = dict(ckpt.pop("train_config"))
     runtime = {"seed": recipe.pop("seed", 42), "device": recipe.pop("device", "auto"),
                "engine": recipe.pop("path", "plain")}
-    renamed = {"schedule": "lr_schedule", "calibrate_batchnorm": "recompute_batchnorm"}  # format 1's names
-    recipe = {renamed.get(key, key): value for key, value in recipe.items()}
+    recipe = {RENAMED.get(key, key): value for key, value in recipe.items()}
     return {**ckpt, "format": FORMAT, "recipe": recipe, "runtime": runtime}

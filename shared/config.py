@@ -45,6 +45,8 @@ class ModelConfig:
 
 
 ENGINES = ("plain", "fast", "compiled")
+# recipe settings by their former names (checkpoint format 1, entry files of earlier editions)
+RENAMED = {"schedule": "lr_schedule", "calibrate_batchnorm": "recompute_batchnorm"}
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("step", "cosine")
 

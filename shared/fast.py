@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from .errors import ConfigError
 from .layers import BatchNorm1d, Embedding, Flatten, FlattenConsecutive, Linear, Module, Sequential, Tanh
 
 SUPPORTED = (Embedding, Flatten, FlattenConsecutive, Linear, BatchNorm1d, Tanh)
@@ -60,8 +61,8 @@ class FastStep:
         self.stacks = [layer_list(m) for m in ([models] if self.single else models)]
         if not self.stacks or any(layers is None for layers in self.stacks):
             name = type(models).__name__ if self.single else "these models"
-            raise TypeError(f"the fast path does not know how to train {name}; "
-                            f"use the plain engine (Runtime(engine=\"plain\"))")
+            raise ConfigError(f"the fast engine does not know how to train {name}: train it on the plain engine "
+                              "(--engine plain, Runtime(engine=\"plain\"))")
         self.layers = self.stacks[0]
         _check_same_shape(self.stacks)
         for layers in self.stacks:  # this step computes its own gradients: no autograd graph
@@ -72,7 +73,7 @@ class FastStep:
         self.norms = [i for i, layer in enumerate(self.layers) if isinstance(layer, BatchNorm1d)]
         momenta = {self.layers[i].momentum for i in self.norms}
         if len(momenta) > 1:
-            raise TypeError("the fast path updates all running statistics at once: one BatchNorm momentum only")
+            raise ConfigError("the fast engine updates all running statistics at once: one BatchNorm momentum only")
         self.momentum = momenta.pop() if momenta else 0.0
 
     def _stack(self, i: int) -> dict[str, Tensor]:

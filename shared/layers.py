@@ -15,6 +15,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
+from .errors import ConfigError
+
 
 def randn(*shape: int, device=None, dtype=None) -> Tensor:
     return torch.randn(shape, dtype=dtype).to(device)
@@ -148,9 +150,9 @@ class BatchNorm1d(Module):
                 dims = (0, 1)  # batch and positions
                 # END EXERCISE 5.1
             if x.shape[0] * (x.shape[1] if over_time else 1) < 2:  # values behind each statistic
-                raise ValueError(f"BatchNorm1d needs more than one value per feature in training mode (the "
-                                 f"variance of one number is undefined); got shape {tuple(x.shape)}. Use a "
-                                 f"larger batch, or call model.eval() to use the running statistics.")
+                raise ConfigError(f"BatchNorm1d needs more than one value per feature in training mode (the "
+                                  f"variance of one number is undefined); got shape {tuple(x.shape)}. Use a "
+                                  f"larger batch, or call model.eval() to use the running statistics.")
             if mask is None:
                 xmean = x.mean(dims, keepdim=True)  # batch mean
                 xvar = x.var(dims, keepdim=True)  # batch variance (unbiased, as in the lecture)
@@ -251,7 +253,7 @@ class Dropout(Module):
 
     def __init__(self, p: float):
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout needs 0 <= p < 1, got {p}")
+            raise ConfigError(f"Dropout needs 0 <= p < 1, got {p}")
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:

@@ -84,9 +84,8 @@ def make_step(model: Module, config: TrainConfig, engine: str,
     return step if engine == "fast" else fast.compiled(step, example)
 
 
-def train(model: Module, X: Tensor, Y: Tensor, config: TrainConfig, engine: str = "plain",
-          whole_names: bool = False, progress: bool = True, desc: str = "train",
-          timings: dict | None = None) -> Tensor:
+def train(model: Module, X: Tensor, Y: Tensor, config: TrainConfig, *, whole_names: bool, engine: str = "plain",
+          progress: bool = True, desc: str = "train", timings: dict | None = None) -> Tensor:
     """Train `model` in place on (X, Y), windows or (`whole_names`) whole names; returns the loss
     of every step, shape (steps,).
 
@@ -237,8 +236,9 @@ def run(build_model: Callable[..., Module], model_config: ModelConfig, recipe: T
     model = build_model(model_config, device=device)
     X, Y = (t.to(device) for t in splits["train"])
     timings = {}
-    losses, seconds = _timed(device, lambda: train(model, X, Y, recipe, runtime.engine, model_config.whole_names,
-                                                   progress=progress, desc=name, timings=timings))
+    losses, seconds = _timed(device, lambda: train(model, X, Y, recipe, whole_names=model_config.whole_names,
+                                                   engine=runtime.engine, progress=progress, desc=name,
+                                                   timings=timings))
     result = Run(model, _metrics(model, splits, eval_splits, device), losses, seconds,
                  first_step=timings.get("first_step", 0.0))
     if out_dir is not None:

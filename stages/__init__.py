@@ -43,7 +43,13 @@ def all_stages() -> dict[int, Stage]:
     found = {}
     for info in pkgutil.iter_modules(__path__):
         if info.ispkg and PACKAGE_NAME.fullmatch(info.name):
-            stage = import_module(f"{__name__}.{info.name}").STAGE
+            stage = getattr(import_module(f"{__name__}.{info.name}"), "STAGE", None)
+            if stage is None:
+                raise StageError(f"stages/{info.name}/__init__.py declares no STAGE: every stage<N>_<what> "
+                                 "package describes itself (stages/stage.py)")
+            if stage.number in found:
+                raise StageError(f"two packages are stage {stage.number}: {found[stage.number].name} and "
+                                 f"{stage.name}; rename or remove one")
             found[stage.number] = stage
     return dict(sorted(found.items()))
 

@@ -27,9 +27,13 @@ def in_processes(func: Callable[..., dict], jobs: list[tuple], processes: int, d
     they finished. `done(row)` labels the bar. One process is this one: the jobs run here, in turn."""
     rows = []
     if processes == 1:
+        before = torch.get_num_threads()
         torch.set_num_threads(threads_per_process(1))
-        for args in tqdm(jobs, desc=desc, unit=unit, disable=not progress):
-            rows.append(func(*args))
+        try:
+            for args in tqdm(jobs, desc=desc, unit=unit, disable=not progress):
+                rows.append(func(*args))
+        finally:
+            torch.set_num_threads(before)
         return rows
     with ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn"),
                              initializer=torch.set_num_threads, initargs=(threads_per_process(processes),)) as pool:

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from makemore_wavenet.shared.config import Runtime, TrainConfig
+from makemore_wavenet.shared.errors import ConfigError
 from makemore_wavenet.shared.fast import FastStep, layer_list
 from makemore_wavenet.shared.layers import BatchNorm1d, Linear, Module, Sequential
 from makemore_wavenet.shared.trainer import run, run_seeds, sgd_step
@@ -69,7 +70,7 @@ def test_unknown_layers_are_refused_not_mistrained():
 
     model = Sequential([Linear(3, 4), Double()])
     assert layer_list(model) is None
-    with pytest.raises(TypeError, match="plain engine"):
+    with pytest.raises(ConfigError, match="plain engine"):
         FastStep(model)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from makemore_wavenet.grader import GraderError
 from makemore_wavenet.grader.__main__ import main as grader_main
 from makemore_wavenet.grader.exercises import exercises
 from makemore_wavenet.grader.grade import Options, checks_for, grade, reference_values
@@ -334,3 +335,21 @@ def test_a_block_that_forgets_the_residual_fails_with_a_hint(tmp_path):
     block = by_exercise(report, "8.2")
     assert block[0].status == "fail" and "x[:, dilation:] + residual(z)" in block[0].message
     assert block[1].status == "pass"  # the block without a residual is unaffected
+
+
+def test_a_submission_of_an_earlier_edition_is_told_so(tmp_path):
+    """Before shared/edition.py, the stages had no STAGE for the probes to call into."""
+    root = copy_master(tmp_path)
+    (root / "shared" / "edition.py").unlink()
+    with pytest.raises(GraderError, match="earlier edition"):
+        grade(root, Options(stages=(2,), **FAST))
+    assert grader_main(["grade", str(root), "--skip-loss"]) == 3
+
+
+def test_a_bug_in_the_grader_exits_3_with_its_traceback(monkeypatch, capsys, tmp_path):
+    import makemore_wavenet.grader.grade as grading
+
+    monkeypatch.setattr(grading, "grade", lambda *a, **k: 1 / 0)
+    assert grader_main(["grade", str(copy_master(tmp_path)), "--skip-loss"]) == 3
+    err = capsys.readouterr().err
+    assert "ZeroDivisionError" in err and "Traceback" in err and "the grader failed" in err

@@ -24,7 +24,7 @@ def trained_pair(splits_by_block):
     """A stage-6 model after 300 steps (its running statistics moved), and stage 7 holding its weights."""
     torch.manual_seed(0)
     six = SIX.build_model(SIX.config)
-    train(six, *splits_by_block(8)["train"], replace(SIX.recipe, steps=300), progress=False)
+    train(six, *splits_by_block(8)["train"], replace(SIX.recipe, steps=300), whole_names=False, progress=False)
     seven = load_stage6(SEVEN.build_model(SEVEN.config), six.state())
     return six.eval(), seven.eval()
 

@@ -158,6 +158,7 @@ def test_every_course_entry_loads_and_builds():
     ("model = 3\n", "a \\[model\\] and a \\[train\\] table"),
     ("[model]\ndilations = ['a']\n", "dilations"),
     ("[train]\noptimizer = 'adam'\n", "optimizer must be one of"),
+    ("[model]\ndropout = 1.5\n", "dropout is a probability"),
     ("[model]\ndilations = [1, 2]\nblock_size = 9\n", "block_size must be 4"),
 ])
 def test_a_bad_entry_says_what_is_wrong(tmp_path, text, message):
@@ -237,3 +238,11 @@ def test_a_challenge_run_checkpoints_and_tabulates(tmp_path):
     assert summary["seeds"] == 2 and summary["val"] == pytest.approx((rows[0]["val"] + rows[1]["val"]) / 2)
     table = challenge_table([summary])
     assert "tiny" in table and "AdamW lr 0.01" in table and f"{summary['val']:.4f}" in table
+
+
+def test_an_entry_of_an_earlier_edition_reads_with_its_settings_renamed(tmp_path):
+    """Earlier editions' entries said `schedule` and `calibrate_batchnorm`."""
+    old = tmp_path / "old.toml"
+    old.write_text("[train]\nschedule = 'cosine'\ncalibrate_batchnorm = true\n")
+    _, recipe = load_entry(old)
+    assert recipe.lr_schedule == "cosine" and recipe.recompute_batchnorm

@@ -111,3 +111,17 @@ def test_the_toy_stage_is_graded_from_both_sides(toy, tmp_path):
     model.write_text(model.read_text().replace("return self.head(", "return 0 * self.head("))
     report = grade(submission, options)
     assert [r.status for r in report.results if r.check.startswith("val loss")] == ["fail"]
+
+
+def test_two_packages_of_one_stage_and_a_package_without_a_stage_are_errors(toy, tmp_path, monkeypatch):
+    from makemore_wavenet.stages import StageError
+
+    write_toy(tmp_path / "copies" / "stage9_backup")
+    monkeypatch.setattr(stages, "__path__", [*stages.__path__, str(tmp_path / "copies")])
+    with pytest.raises(StageError, match="two packages are stage 9: stage9_toy and stage9_backup"):
+        all_stages()
+    (tmp_path / "copies" / "stage9_backup" / "__init__.py").write_text("")
+    sys.modules.pop("makemore_wavenet.stages.stage9_backup", None)
+    with pytest.raises(StageError, match="declares no STAGE"):
+        all_stages()
+    sys.modules.pop("makemore_wavenet.stages.stage9_backup", None)

@@ -87,7 +87,7 @@ def test_a_recipe_that_recomputes_batchnorm_ends_with_the_whole_splits_statistic
     assert config.describe().endswith(", BatchNorm recomputed")
     torch.manual_seed(0)
     model = stage.build_model(stage.config)
-    train(model, X, Y, config, progress=False)
+    train(model, X, Y, config, whole_names=False, progress=False)
     model.eval()
     h = model.layers[2](model.layers[1](model.layers[0](X)))  # the first BatchNorm's input: (N, 4, 128)
     assert torch.allclose(model.layers[3].running_mean, h.mean((0, 1), keepdim=True), atol=1e-5)

@@ -9,7 +9,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from makemore_wavenet.shared.config import TrainConfig
+from makemore_wavenet.shared.config import RENAMED, TrainConfig
 from makemore_wavenet.shared.errors import ConfigError
 
 from .model import WaveNetConfig, build_model  # noqa: F401  (the stage's model, beside its CONFIG)
@@ -39,6 +39,7 @@ def load_entry(path: str | Path) -> tuple[WaveNetConfig, TrainConfig]:
     tables = {name: entry.get(name, {}) for name in ("model", "train")}
     if set(entry) - set(tables) or not all(isinstance(t, dict) for t in tables.values()):
         raise EntryError(f"{path}: an entry has a [model] and a [train] table, and nothing else; got {sorted(entry)}")
+    tables["train"] = {RENAMED.get(key, key): value for key, value in tables["train"].items()}  # earlier names
     for name, cls in (("model", WaveNetConfig), ("train", TrainConfig)):
         settings = {f.name for f in fields(cls)}
         if (wrong := set(tables[name]) - settings):

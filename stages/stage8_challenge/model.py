@@ -45,6 +45,8 @@ class WaveNetConfig(ModelConfig):
         if self.block_size != 1 + sum(self.dilations):
             raise ConfigError(f"dilations {self.dilations} see {1 + sum(self.dilations)} characters, so block_size "
                              f"must be {1 + sum(self.dilations)} (got {self.block_size}); leave it out of an entry")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout is a probability below 1, got {self.dropout}")
         if not self.whole_names or not self.bn_reduce_time:
             raise ConfigError("a stage-8 model reads whole names and normalizes over batch and positions")
 
