@@ -12,15 +12,11 @@ prediction bound, so the bar is the recipe's, not one lucky run's.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from pathlib import Path
 
-from makemore_wavenet.shared.config import Runtime
-from makemore_wavenet.shared.trainer import run, run_seeds
-from makemore_wavenet.stages import Plan, on_fast_engine, plan, splits_for
-from makemore_wavenet.stages.parallel import in_processes
+from makemore_wavenet.stages import plan, train_under_seeds
 
 from .thresholds import calibration_file
 
@@ -29,33 +25,14 @@ SEEDS = tuple(range(1, 9))  # not the grader's seed 42: the threshold must not b
 
 def calibrate(schedule: str, stages, seeds=SEEDS, names: str | None = None,
               progress: bool = True, jobs: int | None = None) -> dict[int, dict[str, list[float]]]:
-    """{stage: {"val": [loss per seed], "test": [...], "seconds": [training time per seed]}}: the
-    seeds of a stage trained at once on the compiled engine, or, where the fast engine cannot train
-    it, in `jobs` parallel processes (default: one per core) that share the cores as threads."""
-    jobs = jobs or os.cpu_count() or 1
+    """{stage: {"val": [loss per seed], "test": [...], "seconds": [training time per seed]}}, each
+    stage's plan on this schedule trained under every seed (stages.train_under_seeds)."""
     losses = {}
     for n in stages:
-        the_plan = plan(n, schedule)
-        if on_fast_engine(the_plan.stage):  # the seeds at once, as one stacked model
-            runs = run_seeds(the_plan.stage.build_model, the_plan.model, the_plan.recipe,
-                             splits_for(the_plan.model, names),
-                             list(seeds), engine="compiled", name=f"stage {n}", progress=progress,
-                             eval_splits=("val", "test"))
-            losses[n] = {**{split: [r.metrics[split] for r in runs] for split in ("val", "test")},
-                         "seconds": [r.seconds for r in runs]}  # the stack's time, for each seed
-        else:  # one plain run per seed, `jobs` at a time
-            metrics = in_processes(_plain_run, [(the_plan, seed, names) for seed in seeds],
-                                   jobs, f"stage {n}, {len(seeds)} seeds", "seed", progress=progress,
-                                   done=lambda m: f"seed {m['seed']} val {m['val']:.4f}")
-            metrics.sort(key=lambda m: m["seed"])  # in_processes gives them in the order they finished
-            losses[n] = {split: [m[split] for m in metrics] for split in ("val", "test", "seconds")}
+        rows = train_under_seeds(plan(n, schedule), seeds, names=names, jobs=jobs, progress=progress,
+                                 eval_splits=("val", "test"))
+        losses[n] = {key: [row[key] for row in rows] for key in ("val", "test", "seconds")}
     return losses
-
-
-def _plain_run(the_plan: Plan, seed: int, names) -> dict[str, float]:
-    result = run(the_plan.stage.build_model, the_plan.model, the_plan.recipe, splits_for(the_plan.model, names),
-                 Runtime(seed=seed), progress=False, eval_splits=("val", "test"))
-    return {**result.metrics, "seconds": result.seconds, "seed": seed}
 
 
 def write(losses: dict[int, dict[str, list[float]]], schedule: str, seeds, out: Path) -> list[Path]:

@@ -10,6 +10,7 @@ how the run computes (seed, device, engine).
 
 from __future__ import annotations
 
+import os
 import pkgutil
 from dataclasses import dataclass, replace
 from importlib import import_module
@@ -17,13 +18,14 @@ from pathlib import Path
 
 from makemore_wavenet.shared import checkpoint
 from makemore_wavenet.shared.config import ModelConfig, Runtime, TrainConfig
-from makemore_wavenet.shared.data import Splits, load_splits
+from makemore_wavenet.shared.data import SPLITS, Splits, load_splits
 from makemore_wavenet.shared.device import resolve_device
 from makemore_wavenet.shared.errors import ConfigError
 from makemore_wavenet.shared.fast import layer_list
 from makemore_wavenet.shared.layers import Module
-from makemore_wavenet.shared.trainer import Run, run
+from makemore_wavenet.shared.trainer import Run, run, run_seeds
 
+from .parallel import in_processes
 from .stage import PACKAGE_NAME, Exercise, Lecture, Stage
 
 RUNS_DIR = Path("runs")
@@ -31,7 +33,7 @@ SCHEDULES = ("quick", "full", "challenge")  # how the grader trains a stage: see
 QUICK_FRACTION = 40  # the quick schedule: 1/40 of a recipe's steps
 
 __all__ = ["Exercise", "Lecture", "Plan", "RUNS_DIR", "SCHEDULES", "Stage", "all_stages", "get_stage", "plan",
-           "train_stage", "load_model"]
+           "train_stage", "train_under_seeds", "load_model"]
 
 
 class StageError(ConfigError):
@@ -113,6 +115,29 @@ def train_stage(the_plan: Plan, runtime: Runtime = Runtime(), names: str | Path 
     return run(the_plan.stage.build_model, the_plan.model, the_plan.recipe, splits_for(the_plan.model, names),
                runtime, out_dir=out_dir, name=f"stage {number}", progress=progress, stage=number,
                **checkpoint_extra)
+
+
+def train_under_seeds(the_plan: Plan, seeds, names: str | Path | None = None, jobs: int | None = None,
+                      progress: bool = True, eval_splits: tuple[str, ...] = SPLITS) -> list[dict]:
+    """A plan trained under each seed, one row per seed in seed order: {"seed", its eval_splits'
+    losses, "seconds"}. At once as one stacked model on the compiled engine, or, where the fast
+    engine cannot train the model, one plain run per seed in `jobs` parallel processes (default:
+    one per core) that share the cores as threads. No checkpoints."""
+    model, name = the_plan.model, f"stage {the_plan.stage.number}"
+    if on_fast_engine(the_plan.stage):
+        runs = run_seeds(the_plan.stage.build_model, model, the_plan.recipe, splits_for(model, names), list(seeds),
+                         engine="compiled", name=name, progress=progress, eval_splits=eval_splits)
+        return [{"seed": seed, **r.metrics, "seconds": r.seconds} for seed, r in zip(seeds, runs)]  # the stack's time
+    rows = in_processes(_seed_run, [(the_plan, seed, names, eval_splits) for seed in seeds],
+                        jobs or os.cpu_count() or 1, f"{name}, {len(seeds)} seeds", "seed", progress=progress,
+                        done=lambda row: f"seed {row['seed']} val {row.get('val', 0):.4f}")
+    return sorted(rows, key=lambda row: row["seed"])  # in_processes gives them in the order they finished
+
+
+def _seed_run(the_plan: Plan, seed: int, names, eval_splits: tuple[str, ...]) -> dict:
+    result = run(the_plan.stage.build_model, the_plan.model, the_plan.recipe, splits_for(the_plan.model, names),
+                 Runtime(seed=seed), progress=False, eval_splits=eval_splits)
+    return {"seed": seed, **result.metrics, "seconds": result.seconds}
 
 
 def load_model(path: str | Path, device: str = "auto") -> tuple[Module, dict]:
