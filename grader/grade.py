@@ -255,7 +255,7 @@ def _judge_losses(job: dict, outcome, options: Options, report: Report) -> None:
                         "predicts nothing: constant logits, or no learning" if loss > 3.2 else
                         f"; the threshold is {limit:.4f}")
         report.results.append(CheckResult(**base, status="pass" if ok else "fail", message=message, value=loss))
-        report.losses.append(Loss(stage, split, loss))
+        report.losses.append(Loss(stage, split, loss, ok))
 
 
 def ship_expected(out_root: Path) -> Path:

@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS losses (
     report_id INTEGER NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
     stage INTEGER NOT NULL,
     split TEXT NOT NULL,
-    loss REAL NOT NULL
+    loss REAL NOT NULL,
+    passed INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS reports_by_student ON reports(student, cohort, schedule);
 """
@@ -53,6 +54,9 @@ class Gradebook:
         self.db = sqlite3.connect(self.path)
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.executescript(SCHEMA)
+        if "passed" not in {row[1] for row in self.db.execute("PRAGMA table_info(losses)")}:
+            with self.db:  # a gradebook from before losses knew their check: count them as passed
+                self.db.execute("ALTER TABLE losses ADD COLUMN passed INTEGER NOT NULL DEFAULT 1")
         if self._meta("pseudonym_key") is None:
             with self.db:
                 self.db.execute("INSERT INTO meta VALUES ('pseudonym_key', ?)", (secrets.token_hex(16),))
@@ -78,9 +82,9 @@ class Gradebook:
                 "report_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (student, cohort, datetime.now(timezone.utc).isoformat(timespec="seconds"), report.tier,
                  report.schedule, report.passed, len(report.results), report.seconds, report.to_json()))
-            rows = [(cur.lastrowid, loss.stage, loss.split, loss.value) for loss in report.losses
+            rows = [(cur.lastrowid, loss.stage, loss.split, loss.value, loss.passed) for loss in report.losses
                     if loss.value == loss.value]  # no NaN
-            self.db.executemany("INSERT INTO losses VALUES (?, ?, ?, ?)", rows)
+            self.db.executemany("INSERT INTO losses VALUES (?, ?, ?, ?, ?)", rows)
         return cur.lastrowid
 
     def count(self) -> int:
@@ -102,13 +106,14 @@ class Gradebook:
         rows = self.db.execute(query, {"schedule": schedule, "cohort": cohort}).fetchall()
         return [dict(zip(cols, row)) for row in rows]
 
-    def losses(self, report_ids: list[int], stage: int) -> dict[int, dict[str, float]]:
+    def losses(self, report_ids: list[int], stage: int) -> dict[int, dict[str, tuple[float, bool]]]:
+        """{report id: {split: (loss, whether its loss check passed)}} for one stage."""
         marks = ",".join("?" * len(report_ids)) or "NULL"
-        out: dict[int, dict[str, float]] = {}
-        for rid, split, loss in self.db.execute(
-                f"SELECT report_id, split, loss FROM losses WHERE stage = ? AND report_id IN ({marks})",
+        out: dict[int, dict[str, tuple[float, bool]]] = {}
+        for rid, split, loss, passed in self.db.execute(
+                f"SELECT report_id, split, loss, passed FROM losses WHERE stage = ? AND report_id IN ({marks})",
                 (stage, *report_ids)):
-            out.setdefault(rid, {})[split] = loss
+            out.setdefault(rid, {})[split] = (loss, bool(passed))
         return out
 
     def pseudonym(self, student: str) -> str:

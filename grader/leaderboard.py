@@ -1,11 +1,14 @@
 """Leaderboards, Kaggle-style: per stage, a public board ranked by val loss and a private board
-ranked by test loss (from hidden-tier grading), students under pseudonyms. The challenge's boards
-are stage 8's from reports graded on the challenge schedule: each student's own entry."""
+ranked by test loss (from hidden-tier grading), students under pseudonyms. Equal losses, at the four
+decimals shown, share a rank (1, 2, 2, 4); a loss whose check did not pass is not ranked, and the
+board's title counts it. The challenge's boards are the challenge stage's from reports graded on
+the challenge schedule: each student's own entry."""
 
 from __future__ import annotations
 
 import csv
 import io
+from bisect import bisect_left
 
 from tabulate import tabulate
 
@@ -30,12 +33,16 @@ def leaderboards(book: Gradebook, schedule: str | None = None, cohort: str | Non
     for stage in stages:
         losses = book.losses(list(who), stage)
         for board, split in BOARDS:
-            entries = sorted((loss[split], rid) for rid, loss in losses.items() if split in loss)
-            rows = [[rank, book.pseudonym(who[rid]["student"]), who[rid]["cohort"], round(value, 4)]
-                    for rank, (value, rid) in enumerate(entries, 1)]
+            entries = sorted((round(loss[split][0], 4), rid) for rid, loss in losses.items()
+                             if split in loss and loss[split][1])
+            unranked = sum(split in loss and not loss[split][1] for loss in losses.values())
+            values = [value for value, _ in entries]
+            rows = [[1 + bisect_left(values, value), book.pseudonym(who[rid]["student"]), who[rid]["cohort"], value]
+                    for value, rid in entries]  # competition ranking: equal losses, as shown, share a rank
             what = "The challenge" if schedule == "challenge" else f"Stage {stage}"
+            left_out = f"; {unranked} not ranked: loss check not passed" if unranked else ""
             boards.append({"stage": stage, "board": board, "split": split, "rows": rows,
-                           "title": f"{what}, {board} leaderboard ({split} loss)"})
+                           "title": f"{what}, {board} leaderboard ({split} loss{left_out})"})
     return boards
 
 

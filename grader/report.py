@@ -34,6 +34,7 @@ class Loss:
     stage: int
     split: str  # "val" or "test"
     value: float
+    passed: bool = True  # did the loss check pass: a loss that did not is not ranked
 
 
 @dataclass

@@ -13,7 +13,7 @@ import torch
 
 from makemore_wavenet.grader.__main__ import main as grader_main
 from makemore_wavenet.grader.batch import find_submissions, grade_many
-from makemore_wavenet.grader.gradebook import Gradebook
+from makemore_wavenet.grader.gradebook import SCHEMA, Gradebook
 from makemore_wavenet.grader.leaderboard import leaderboards, render
 from makemore_wavenet.grader.sandbox import Limits
 from makemore_wavenet.shared.trainer import run
@@ -142,13 +142,16 @@ def test_leaderboards_rank_pseudonyms(graded):
     boards = leaderboards(book, schedule="quick", stages=GRADED)
     assert [(b["stage"], b["board"]) for b in boards] == [(1, "public"), (1, "private"), (2, "public"), (2, "private")]
     public = boards[0]["rows"]
-    assert [row[0] for row in public] == list(range(1, len(public) + 1))
-    assert [row[3] for row in public] == sorted(row[3] for row in public)
+    values = [row[3] for row in public]
+    assert values == sorted(values) and len(public) >= len(honest)
+    assert [row[0] for row in public] == [1 + values.index(v) for v in values]  # equal losses share a rank
     names = {row[1] for b in boards for row in b["rows"]}
     assert not names & set(stored)  # pseudonyms, never ids
     assert book.pseudonym("honest-00") == book.pseudonym("honest-00")
     text = render(boards, "markdown")
-    assert "## Stage 1, public leaderboard (val loss)" in text and "| student" in text
+    assert "## Stage 1, public leaderboard (val loss; 1 not ranked: loss check not passed)" in text
+    assert "| student" in text  # the forged checkpoint's untrained model failed its loss check: not ranked
+    assert book.pseudonym("cheat-forged-checkpoint") not in {row[1] for row in boards[0]["rows"]}
     rows = list(csv.reader(io.StringIO(render(boards, "csv"))))
     assert rows[0] == ["stage", "board", "split", "rank", "student", "cohort", "loss"] and len(rows) > 20
 
@@ -204,3 +207,36 @@ def test_a_report_of_the_first_format_still_reads(tmp_path):
     report = Report.from_json(json.dumps(old))
     assert report.results[0].row == "stage 1" and report.passed == 1 and report.version == 2
     assert report.exercise_rows()[0][:3] == ["stage 1", "training and model", "pass"]
+
+
+def test_equal_losses_share_a_rank_and_a_failed_loss_check_is_not_ranked(tmp_path):
+    from makemore_wavenet.grader.report import CheckResult, Loss, Report
+
+    def report(val, passed):
+        result = CheckResult(4, "stage 4", "val loss", "public", "pass" if passed else "fail", value=val)
+        return Report("x", "public", "quick", [result], losses=[Loss(4, "val", val, passed)])
+
+    with Gradebook(tmp_path / "book.db") as book:
+        for student, val, passed in [("a", 2.10001, True), ("b", 2.1, True), ("c", 2.2, True),
+                                     ("d", 3.2958, False), ("e", 2.05, True)]:
+            book.add(report(val, passed), student)
+        public = leaderboards(book, schedule="quick", stages=(4,))[0]
+        assert [(row[0], row[3]) for row in public["rows"]] == [(1, 2.05), (2, 2.1), (2, 2.1), (4, 2.2)]
+        assert book.pseudonym("d") not in {row[1] for row in public["rows"]}
+        assert "1 not ranked: loss check not passed" in public["title"]
+
+
+def test_a_gradebook_from_before_losses_knew_their_check_opens_and_ranks(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA.replace(",\n    passed INTEGER NOT NULL DEFAULT 1", ""))
+    old.execute("INSERT INTO reports VALUES (1, 'ada', '', '2026-01-01', 'public', 'quick', 1, 1, 1.0, ?)",
+                (json.dumps({"submission": "x", "tier": "public", "schedule": "quick", "results": []}),))
+    old.execute("INSERT INTO losses VALUES (1, 4, 'val', 2.1)")
+    old.commit()
+    old.close()
+    with Gradebook(path) as book:
+        [public, _] = leaderboards(book, schedule="quick", stages=(4,))
+        assert public["rows"] == [[1, book.pseudonym("ada"), "", 2.1]]
