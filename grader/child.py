@@ -57,7 +57,7 @@ def main(job_path: str, out_dir: str, start: str) -> None:
             from . import notebook, probes
 
             namespace, problems = notebook.execute(submission)
-            covered = notebook.overlay(namespace, notebook.exercise_targets())
+            covered = notebook.overlay(namespace, notebook.exercise_targets(), notebook.defined_names(submission))
             probes.NOTEBOOK.update(namespace)
             print(f"[grader] notebook covers exercises {covered}; notes: {problems}", flush=True)
         else:

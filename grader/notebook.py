@@ -132,15 +132,16 @@ def execute(path: str | Path) -> tuple[dict, list[str]]:
     return namespace, problems
 
 
-def overlay(namespace: dict, targets: dict[str, tuple[str, str]]) -> list[str]:
-    """Put the notebook's definitions in place of the package's; returns the exercises covered."""
+def overlay(namespace: dict, targets: dict[str, tuple[str, str]], defined: set[str]) -> list[str]:
+    """Put the notebook's own definitions (`defined`: not what it imported) in place of the
+    package's; returns the exercises covered."""
     from importlib import import_module
 
     from makemore_wavenet.shared.layers import Module
 
     covered = []
     for exercise, (module_name, name) in targets.items():
-        if name not in namespace or not name:
+        if name not in defined or name not in namespace:  # a star import's CONFIG is not exercise 6.1's
             continue
         old = getattr(import_module(module_name), name, None)
         new = namespace[name]

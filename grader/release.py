@@ -88,7 +88,7 @@ def stage_notebook(stage: int, root: Path = ROOT) -> nbformat.NotebookNode:
             cells.append(new_code_cell(code))
         seen |= {ex.id, code}
     cells.append(new_markdown_cell(f"When the exercises are done, check them: `nox -s grade` (or "
-                                   f"`python -m makemore_wavenet.grader notebooks/stage{stage}.ipynb`)."))
+                                   f"`python -m makemore_wavenet.grader grade notebooks/stage{stage}.ipynb`)."))
     return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                               "language": "python"}})
 

@@ -120,3 +120,28 @@ def test_broken_notebook_file_is_a_clear_error(tmp_path, capsys):
     path.write_text("{ this is not json")
     assert grader_main(["grade", str(path)]) == 3
     assert "not a readable notebook" in capsys.readouterr().err
+
+
+def test_only_what_a_notebook_defines_replaces_the_package(tmp_path):
+    """The shipped stage-4 notebook star-imports its model module, CONFIG included: that CONFIG is
+    stage 4's, not an answer to exercise 6.1, and must not replace stage 6's."""
+    from makemore_wavenet.grader.notebook import overlay
+    from makemore_wavenet.stages import get_stage
+
+    path = tmp_path / "stage4.ipynb"
+    nbformat.write(fill_in(stage_notebook(4)), path)
+    assert "from makemore_wavenet.stages.stage4_hierarchical.model import *" in "\n".join(code_cells(path))
+    stage4, stage6 = get_stage(4).module(), get_stage(6).module()
+    namespace = {"CONFIG": stage4.CONFIG, "build_model": stage4.build_model}  # what the star import brings
+    before = stage6.CONFIG
+    assert overlay(namespace, exercise_targets(), defined_names(path)) == ["4.2"]
+    assert stage6.CONFIG is before
+
+
+def test_the_notebooks_grading_hint_is_a_command_the_grader_takes():
+    from makemore_wavenet.grader.__main__ import build_parser
+
+    hint = stage_notebook(4).cells[-1].source
+    [command] = re.findall(r"`(python -m makemore_wavenet.grader [^`]+)`", hint)
+    args = build_parser().parse_args(command.split()[3:])
+    assert args.command == "grade" and args.path == "notebooks/stage4.ipynb"
