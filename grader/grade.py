@@ -238,7 +238,8 @@ def _judge_losses(job: dict, outcome, options: Options, report: Report) -> None:
             continue
         base = dict(stage=stage, row=row, check=f"{split} loss <= {limit:.4f} ({options.schedule} schedule)", tier=tier)
         if outcome.status != "ok":
-            report.results.append(CheckResult(**base, status=outcome.status, message=outcome.message))
+            training = f" (training on the {options.schedule} schedule)" if outcome.status == "timeout" else ""
+            report.results.append(CheckResult(**base, status=outcome.status, message=outcome.message + training))
             continue
         try:
             logits = outcome.value["logits"][i]

@@ -88,8 +88,9 @@ def _run_child(job: Path, tmp: Path, start: int, total: int, limits: Limits) -> 
                         results.append(Outcome("error", message=_death(child.returncode, limits)))
                         break
                 elif time.monotonic() - since > limits.seconds:
-                    results.append(Outcome("timeout", message=f"no result within {limits.seconds:g} s "
-                                           "(an endless loop? far too much work?)"))
+                    results.append(Outcome("timeout", message=f"no result within {limits.seconds:g} s, the limit "
+                                           "per check (an endless loop? far too much work? --timeout SECONDS "
+                                           "raises the limit)"))
                     break
                 else:
                     time.sleep(POLL)

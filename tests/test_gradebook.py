@@ -124,6 +124,8 @@ def test_one_hanging_check_costs_only_itself(graded):
     stage_2_losses = [r.status for r in report.results if r.row == "stage 2" and r.value is None
                       and "loss" in r.check]
     assert stage_2_losses == ["timeout", "timeout"]  # stage 2's model uses Flatten too
+    assert all("(training on the quick schedule)" in r.message for r in report.results
+               if r.row == "stage 2" and r.status == "timeout")
     assert report.passed == len(report.results) - 4  # and nothing else was lost
 
 

@@ -191,6 +191,8 @@ def test_infinite_loop_times_out_and_loses_nothing_else(tmp_path):
                  "        while True:\n            pass")
     report = grade(root, Options(stages=(2,), limits=Limits(seconds=5), **FAST))
     assert by_exercise(report, "2.1")[0].status == "timeout"
+    assert "no result within 5 s" in by_exercise(report, "2.1")[0].message
+    assert "--timeout SECONDS raises the limit" in by_exercise(report, "2.1")[0].message
     assert all(r.status == "pass" for r in by_exercise(report, "2.2") + by_exercise(report, "2.3"))
 
 
