@@ -27,14 +27,11 @@ from makemore_wavenet.stages import QUICK_FRACTION, SCHEDULES, all_stages
 
 from . import GraderError
 from .exercises import challenge_stage
-from .grade import Options
+from .grade import TRAINING_SECONDS, Options
 from .sandbox import Limits
 from .thresholds import CALIBRATION_DIR, Thresholds
 
 EXIT_PASS, EXIT_NOT_PASSED, EXIT_USAGE, EXIT_GRADER = 0, 1, 2, 3
-# the rules' 20 minutes of training on 2 cores take about 25 on the sandbox's one thread (a step is
-# 1.26x slower); and room to load and evaluate
-CHALLENGE_SECONDS = 30 * 60
 
 
 def cmd_grade(args) -> int:
@@ -130,16 +127,17 @@ def add_grading_options(p: argparse.ArgumentParser, tier: str, schedule: str, st
     p.add_argument("--schedule", choices=SCHEDULES, default=schedule,
                    help=f"loss checks: quick (1/{QUICK_FRACTION} of each stage's recipe, its own thresholds), full "
                    f"(the recipe), or challenge (stage {challenge.number} only: the submission's own "
-                   f"{challenge.entry_file}, which must beat the lecture's model within {CHALLENGE_SECONDS // 60} "
-                   "minutes)")
+                   f"{challenge.entry_file}, which must beat the lecture's model within "
+                   f"{TRAINING_SECONDS['challenge'] / 60:g} minutes)")
     p.add_argument("--stage", type=int, nargs="+", choices=stages, default=stages,
                    metavar="N", help="grade only these stages")
     p.add_argument("--retrain", action="store_true", help="train even where a valid checkpoint exists")
     p.add_argument("--names", help="names file for training and val (default: $MAKEMORE_NAMES or the cached "
                    "names.txt)")
     p.add_argument("--test-names", help="hidden tier: a private names file whose every name is a test example")
-    p.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help=f"seconds allowed per check "
-                   f"(default: {Limits.seconds:g}; {CHALLENGE_SECONDS} on the challenge schedule)")
+    p.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help="seconds allowed per check, training "
+                   f"included (default: {Limits.seconds:g} for an exercise check; for a loss check, by schedule: "
+                   + ", ".join(f"{s} {t:g}" for s, t in TRAINING_SECONDS.items()) + ")")
     p.add_argument("--memory", type=int, default=Limits.memory_mb, help="memory limit of each sandbox, MB")
     p.add_argument("--calibration", default=str(CALIBRATION_DIR), help="the calibration folder the thresholds come "
                    "from: calibration.json (val) and hidden/calibration.json (test), as `calibrate --out` writes them")
@@ -147,10 +145,11 @@ def add_grading_options(p: argparse.ArgumentParser, tier: str, schedule: str, st
 
 def grading_options(args) -> Options:
     """The grading Options from what add_grading_options defines."""
-    timeout = getattr(args, "timeout", CHALLENGE_SECONDS if args.schedule == "challenge" else Limits.seconds)
+    timeout = getattr(args, "timeout", None)  # given: every check's limit
     return Options(tier=args.tier, schedule=args.schedule, stages=tuple(args.stage), retrain=args.retrain,
                    losses=not getattr(args, "skip_loss", False), names=args.names, test_names=args.test_names,
-                   limits=Limits(seconds=timeout, memory_mb=args.memory), thresholds=Thresholds(Path(args.calibration)))
+                   limits=Limits(seconds=timeout or Limits.seconds, memory_mb=args.memory), training_seconds=timeout,
+                   thresholds=Thresholds(Path(args.calibration)))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,6 +32,10 @@ from .thresholds import Thresholds
 
 EXPECTED_FILE = Path(__file__).resolve().parent / "expected" / "public.pt"  # the student edition's references
 GRADER_SEED = Runtime().seed  # every loss check trains with the lecture's seed
+# a loss check's time limit, by schedule: each stage's training fits on this machine's one thread
+# (the full schedule's longest, stage 8's 80,000 steps, about 25 minutes; the challenge's rules allow
+# 20 minutes of training on 2 cores, about 25 on one thread, where a step is 1.26x slower)
+TRAINING_SECONDS = {"quick": 300.0, "full": 3600.0, "challenge": 1800.0}
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,8 @@ class Options:
     losses: bool = True  # the loss checks (training); False: exercise checks only
     names: str | None = None  # the names file for training and val
     test_names: str | None = None  # hidden tier: a private file whose every name is a test example
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = field(default_factory=Limits)  # the exercise checks' time limit, and every check's memory
+    training_seconds: float | None = None  # a loss check's time limit; None: the schedule's (TRAINING_SECONDS)
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     def graded_stages(self) -> tuple[int, ...]:
@@ -171,11 +176,12 @@ def _loss_calls(submission: Path, options: Options, stages) -> tuple[list[Call],
         common = {"train_x": splits["train"][0], "train_y": splits["train"][1], "seed": GRADER_SEED,
                   "eval_x": [x for x, _ in targets.values()], "recipe": asdict(the_plan.recipe)}
         steps = f"{the_plan.recipe.steps:,} steps"
+        seconds = options.training_seconds or TRAINING_SECONDS[options.schedule]
         if stage is None:
-            calls.append(Call(notebook_logits, common))
+            calls.append(Call(notebook_logits, common, seconds))
             source = f"the notebook's own model, trained with the grader's schedule ({steps})"
         else:
-            calls.append(_stage_call(submission, options, the_plan, common))
+            calls.append(_stage_call(submission, options, the_plan, common, seconds))
             source = ("from the submission's checkpoint" if calls[-1].kwargs["checkpoint"] else
                       f"trained with its {the_plan.stage.entry_file} ({steps}, the grader's seed)"
                       if options.schedule == "challenge" else f"trained with the grader's schedule ({steps})")
@@ -183,13 +189,14 @@ def _loss_calls(submission: Path, options: Options, stages) -> tuple[list[Call],
     return calls, jobs, problems
 
 
-def _stage_call(submission: Path, options: Options, the_plan: Plan, common: dict) -> Call:
+def _stage_call(submission: Path, options: Options, the_plan: Plan, common: dict, seconds: float) -> Call:
     # the challenge always trains: its time limit is part of the rules, and no checkpoint can prove it
     fresh = options.retrain or submission.suffix == ".ipynb" or options.schedule == "challenge"
     ckpt = "" if fresh else _valid_checkpoint(submission, the_plan)
     # the submission's own CONFIG, but on the challenge schedule: the model its entry file names
     own = asdict(the_plan.model) if options.schedule == "challenge" else None
-    return Call(stage_logits, {"stage": the_plan.stage.number, "checkpoint": ckpt, "model_config": own, **common})
+    return Call(stage_logits, {"stage": the_plan.stage.number, "checkpoint": ckpt, "model_config": own, **common},
+                seconds)
 
 
 @functools.lru_cache(maxsize=4)

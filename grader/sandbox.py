@@ -31,6 +31,7 @@ LOG_TAIL = 2000  # characters of the child's output kept in a report
 class Call:
     probe: Callable[..., dict]  # a function registered in grader.probes
     kwargs: dict = field(default_factory=dict)
+    seconds: float | None = None  # this call's time limit (a training run's is longer); None: the Limits'
 
 
 @dataclass
@@ -60,17 +61,19 @@ def run_calls(submission: Path, calls: list[Call], limits: Limits = Limits(),
         job = tmp / "job.pt"
         torch.save({"submission": str(Path(submission).resolve()),
                     "calls": [(c.probe.__name__, c.kwargs) for c in calls]}, job)
+        seconds = [call.seconds or limits.seconds for call in calls]
         while len(outcomes) < len(calls):
-            outcomes += _run_child(job, tmp, start=len(outcomes), total=len(calls), limits=limits)
+            outcomes += _run_child(job, tmp, start=len(outcomes), seconds=seconds, limits=limits)
         log_file = tmp / "log.txt"
         if log_file.exists():
             log = log_file.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL:]
     return outcomes, log
 
 
-def _run_child(job: Path, tmp: Path, start: int, total: int, limits: Limits) -> list[Outcome]:
-    """Start a child at call `start`; collect results until it finishes, dies, or hangs."""
-    results = []
+def _run_child(job: Path, tmp: Path, start: int, seconds: list[float], limits: Limits) -> list[Outcome]:
+    """Start a child at call `start`; collect results until it finishes, dies, or hangs (call i
+    may take seconds[i])."""
+    results, total = [], len(seconds)
     with open(tmp / "log.txt", "ab") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "makemore_wavenet.grader.child", str(job), str(tmp), str(start)],
@@ -87,8 +90,8 @@ def _run_child(job: Path, tmp: Path, start: int, total: int, limits: Limits) -> 
                     if not (tmp / f"{i}.pt").exists():  # it died in call i
                         results.append(Outcome("error", message=_death(child.returncode, limits)))
                         break
-                elif time.monotonic() - since > limits.seconds:
-                    results.append(Outcome("timeout", message=f"no result within {limits.seconds:g} s, the limit "
+                elif time.monotonic() - since > seconds[i]:
+                    results.append(Outcome("timeout", message=f"no result within {seconds[i]:g} s, the limit "
                                            "per check (an endless loop? far too much work? --timeout SECONDS "
                                            "raises the limit)"))
                     break

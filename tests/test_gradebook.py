@@ -81,7 +81,7 @@ def graded(classroom, tmp_path_factory):
     folder, honest = classroom
     book = Gradebook(tmp_path_factory.mktemp("book") / "gradebook.db")
     start = time.perf_counter()
-    options = Options(tier="hidden", schedule="quick", stages=GRADED, limits=Limits(seconds=15))
+    options = Options(tier="hidden", schedule="quick", stages=GRADED, limits=Limits(seconds=15), training_seconds=15)
     stored = grade_many(find_submissions(folder), book, options, cohort="2026", progress=False)
     print(f"\n20 submissions (stages {GRADED}, hidden tier, from checkpoints) graded in "
           f"{time.perf_counter() - start:.1f} s")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from makemore_wavenet.grader import GraderError
 from makemore_wavenet.grader.__main__ import main as grader_main
@@ -194,6 +195,19 @@ def test_infinite_loop_times_out_and_loses_nothing_else(tmp_path):
     assert "no result within 5 s" in by_exercise(report, "2.1")[0].message
     assert "--timeout SECONDS raises the limit" in by_exercise(report, "2.1")[0].message
     assert all(r.status == "pass" for r in by_exercise(report, "2.2") + by_exercise(report, "2.3"))
+
+
+def test_a_call_may_carry_its_own_time_limit(tmp_path):
+    """A training run gets longer than an exercise check: each call's limit is its own."""
+    from makemore_wavenet.grader import probes
+    from makemore_wavenet.grader.sandbox import Call, run_calls
+
+    root = patch(copy_master(tmp_path), "shared/layers.py", "        return self.weight[ix]  # (B, T) -> (B, T, C)",
+                 "        while True:\n            pass")
+    calls = [Call(probes.embedding, {"ix": torch.zeros(2, 3, dtype=torch.long), "seed": 0}, seconds=3),
+             Call(probes.flatten, {"x": torch.ones(2, 3, 4)})]
+    outcomes, _ = run_calls(root, calls, Limits(seconds=60))
+    assert [o.status for o in outcomes] == ["timeout", "ok"] and "within 3 s" in outcomes[0].message
 
 
 def test_memory_hog_is_stopped_by_the_limit(tmp_path):
