@@ -5,7 +5,7 @@ of the project reads. Stages are found, not listed: every package `stage<N>_<wha
 Everything else (training, evaluation, sampling, checkpoints) is shared and lives in
 `makemore_wavenet.shared`. `plan` turns a stage, a grading schedule or the user's options, and an
 entry file into the model configuration and recipe of a run; the Runtime beside it says where and
-how the run computes (seed, device, engine).
+how the run computes (seed, device, engine, threads).
 """
 
 from __future__ import annotations
