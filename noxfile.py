@@ -53,6 +53,15 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def e2e(session: nox.Session) -> None:
+    """Run the slow end-to-end tests (marked e2e, left out of `nox`): the student edition installed into a
+    fresh venv grading itself, a class graded into the leaderboards (`nox -s e2e -- -k class`)."""
+    instructor_only(session)
+    install(session, "test")
+    session.run("python", "-m", "pytest", "-m", "e2e", *session.posargs, env=names_env())
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """Check the code with ruff (its settings: [tool.ruff] in pyproject.toml)."""
     instructor_only(session)
