@@ -6,6 +6,11 @@ Runs calls START.. of JOB (a torch file: the submission's path and a list of (pr
 writes OUT_DIR/<i>.pt after each, atomically, so that the parent keeps every result that came
 before a crash or a hang. Everything the submission prints goes to this process's stdout/stderr,
 which the parent stores as a log and never parses.
+
+In the instructor's grading, a loss check trains the submission's model with the instructor's own
+training loop: the installed (master) `shared` package, loaded under a private name before the
+submission's code is, so that nothing the submission defines or a notebook overlays replaces it.
+The student edition has no such reference: its self-check trains with the student's own code.
 """
 
 from __future__ import annotations
@@ -19,22 +24,44 @@ from pathlib import Path
 import torch
 
 _save, _replace = torch.save, os.replace  # held before any submission code can patch them
+REFERENCE = "_grader_reference"  # the private name of the instructor's `shared` package in the child
+
+
+def load_reference():
+    """The installed `shared` package's trainer under a private name, or None in the student edition
+    (whose installed package is the student's own code)."""
+    from makemore_wavenet.shared.edition import is_student
+
+    if is_student():
+        return None
+    location = importlib.util.find_spec("makemore_wavenet.shared").submodule_search_locations
+    _load_package(REFERENCE, Path(list(location)[0]))
+    return importlib.import_module(f"{REFERENCE}.trainer")
 
 
 def use_submission(root: Path) -> None:
-    """Make `makemore_wavenet.shared` and `makemore_wavenet.stages` import from `root`."""
+    """Make `makemore_wavenet.shared` and `makemore_wavenet.stages` import from `root`: the installed
+    package's modules, already imported by the grader, are dropped first, so that none of them
+    stands in for the submission's own."""
     import makemore_wavenet  # noqa: F401  (the namespace package, so the aliases have a parent)
 
+    for name in [n for n in sys.modules if n.startswith(("makemore_wavenet.shared", "makemore_wavenet.stages"))]:
+        del sys.modules[name]
     for name in ("shared", "stages"):
-        full = f"makemore_wavenet.{name}"
-        spec = importlib.util.spec_from_file_location(full, root / name / "__init__.py",
-                                                      submodule_search_locations=[str(root / name)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[full] = module
-        spec.loader.exec_module(module)
+        _load_package(f"makemore_wavenet.{name}", root / name)
 
 
-def describe(err: BaseException) -> dict:
+def _load_package(full: str, folder: Path) -> None:
+    spec = importlib.util.spec_from_file_location(full, folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[full] = module
+    spec.loader.exec_module(module)
+
+
+def describe(err: BaseException, root: Path | None = None) -> dict:
+    """A result for an exception: not done, an exit, out of memory, or an error located at the
+    innermost frame in the submission's own files (a notebook's cells included)."""
     if isinstance(err, NotImplementedError):
         return {"status": "not done", "message": str(err) or "NotImplementedError"}
     if isinstance(err, SystemExit):
@@ -42,17 +69,29 @@ def describe(err: BaseException) -> dict:
     if isinstance(err, MemoryError) or "can't allocate memory" in str(err) or "not enough memory" in str(err):
         return {"status": "error", "message": f"out of memory: {type(err).__name__}: {str(err)[:200]}"}
     frames = traceback.extract_tb(err.__traceback__)
-    where = next((f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames)
-                  if "grader" not in Path(f.filename).parts), "")
+    where = next((f"{_shown(f.filename, root)}:{f.lineno}" for f in reversed(frames) if _theirs(f.filename, root)), "")
     message = f"{type(err).__name__}: {str(err)[:500]}" + (f" (at {where})" if where else "")
     return {"status": "error", "message": message}
+
+
+def _theirs(filename: str, root: Path | None) -> bool:
+    if filename.startswith("<notebook"):
+        return True
+    if root is None or root.suffix == ".ipynb":
+        return False
+    return Path(filename).resolve().is_relative_to(root)
+
+
+def _shown(filename: str, root: Path | None) -> str:
+    return filename.strip("<>") if filename.startswith("<") else str(Path(filename).resolve().relative_to(root))
 
 
 def main(job_path: str, out_dir: str, start: str) -> None:
     job = torch.load(job_path, weights_only=True)
     torch.set_num_threads(1)
+    submission = Path(job["submission"])
     try:
-        submission = Path(job["submission"])
+        reference = load_reference()
         if submission.suffix == ".ipynb":
             from . import notebook, probes
 
@@ -63,8 +102,9 @@ def main(job_path: str, out_dir: str, start: str) -> None:
         else:
             use_submission(submission)
             from . import probes
+        probes.REFERENCE = reference
     except BaseException as err:  # the submission does not even import: every call reports it
-        failure = describe(err)
+        failure = describe(err, submission)
         for i in range(int(start), len(job["calls"])):
             _write(Path(out_dir), i, failure)
         return
@@ -74,7 +114,7 @@ def main(job_path: str, out_dir: str, start: str) -> None:
         try:
             result = {"status": "ok", "value": probes.PROBES[name](**kwargs)}
         except BaseException as err:  # a student's exception, sys.exit or KeyboardInterrupt alike
-            result = describe(err)
+            result = describe(err, submission)
         _write(Path(out_dir), i, result)
 
 

@@ -1,8 +1,15 @@
 """Grade one submission: run its checks in the sandbox, compare, and check each stage's loss.
 
-The loss check trains the student's model with the grader's seed and schedule in the sandbox
-(or loads the student's checkpoint when it is valid for that schedule), and the child returns
-logits only: the parent, holding the targets, computes the losses with its own torch.
+This process never imports or calls the submission's code: the child does, in the sandbox.
+Grading runs in two rounds. The first runs the exercise checks and asks the child for each
+stage's configuration, as data. A row waits on the exercises it is built from (a stage's
+`needs`): a stage's own checks and its loss check run only when those are done, and an exercise
+with one check not done is not done as a whole, so unfinished work earns nothing. The second
+round trains each stage whose needs are done. In the instructor's grading the windows are the
+grader's, built with the configuration the submission reported, and the child trains the
+submission's model with the instructor's training loop; the student edition, which ships neither,
+checks itself with the student's own windows (3.1), step (1.2) and evaluation (1.3) in the child.
+Either way the child returns logits only, and this process computes the losses.
 """
 
 from __future__ import annotations
@@ -14,20 +21,20 @@ from pathlib import Path
 
 import torch
 
-from makemore_wavenet.shared import checkpoint as ckpt_io
+import torch.nn.functional as F
+
 from makemore_wavenet.shared.config import Runtime
-from makemore_wavenet.shared.data import build_dataset, build_names, load_splits, load_words, names_path
+from makemore_wavenet.shared.data import IGNORE, build_dataset, build_names, load_splits, load_words, names_path
 from makemore_wavenet.shared.edition import is_student
 from makemore_wavenet.shared.errors import ConfigError
-from makemore_wavenet.shared.trainer import cross_entropy
-from makemore_wavenet.stages import Plan, all_stages, checkpoint_path, get_stage, plan
+from makemore_wavenet.stages import Stage, all_stages, get_stage, plan
 
 from . import GraderError, notebook
 from .checks import PUBLIC_SEED, PUBLIC_SIZES, Check, compare, exercise_checks
 from .exercises import challenge_stage, exercises
-from .probes import batchnorm, notebook_logits, stage_logits
+from .probes import batchnorm, notebook_logits, own_stage_logits, stage_config, stage_logits
 from .report import CheckResult, Loss, Report
-from .sandbox import Call, Limits, run_calls
+from .sandbox import LOG_TAIL, Call, Limits, run_calls
 from .thresholds import Thresholds
 
 EXPECTED_FILE = Path(__file__).resolve().parent / "expected" / "public.pt"  # the student edition's references
@@ -36,6 +43,9 @@ GRADER_SEED = Runtime().seed  # every loss check trains with the lecture's seed
 # (the full schedule's longest, stage 8's 80,000 steps, about 25 minutes; the challenge's rules allow
 # 20 minutes of training on 2 cores, about 25 on one thread, where a step is 1.26x slower)
 TRAINING_SECONDS = {"quick": 300.0, "full": 3600.0, "challenge": 1800.0}
+# what the student edition's self-check also trains with: the student's own windows, step and evaluation
+SELF_CHECK_NEEDS = ("1.2", "1.3", "3.1")
+MAX_BLOCK_SIZE = 64  # a reported block_size beyond this is not a configuration the grader builds windows for
 
 
 @dataclass(frozen=True)
@@ -103,38 +113,108 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
     else:
         stages = options.graded_stages()
         checks = checks_for(options.tier, stages)
+    stages = stages if options.losses else ()
+    order = {check_key(c): i for i, c in enumerate(checks_for(options.tier))}  # exercises first, in course order
+    checks = sorted(checks + _needed_checks(checks, stages, options.tier), key=lambda c: order[check_key(c)])
     references = references if references is not None else reference_values(checks)
-    loss_calls, loss_jobs, problems = _loss_calls(submission, options, stages if options.losses else ())
-    outcomes, log = run_calls(submission, [c.call for c in checks] + loss_calls, options.limits, files=files)
+    # round 1: the exercise checks, and each trained stage's configuration as the submission reports it
+    trained = [s for s in stages if s is not None]
+    config_calls = [Call(stage_config, {"stage": s}) for s in trained]
+    outcomes, log = run_calls(submission, [c.call for c in checks] + config_calls, options.limits, files=files)
     results = [_judge(check, references[check_key(check)], outcome) for check, outcome in zip(checks, outcomes)]
-    results += problems
+    results = _settle(results, checks, trained)
+    configs = dict(zip(trained, outcomes[len(checks):]))
     if submission.suffix == ".ipynb" and (unparsed := notebook.program(submission)[1]):
         results.append(CheckResult(None, "notebook", "every code cell parses", "public", "error", "; ".join(unparsed)))
     report = Report(submission=str(submission), tier=options.tier, schedule=options.schedule, results=results,
                     log=log, test_source=str(options.test_names) if options.test_names else "course split")
-    for job, outcome in zip(loss_jobs, outcomes[len(checks):]):
-        _judge_losses(job, outcome, options, report)
+    # round 2: train each stage whose needs are done
+    loss_calls, loss_jobs = _loss_calls(submission, options, stages, configs, _unfinished(results), report)
+    if loss_calls:
+        loss_outcomes, loss_log = run_calls(submission, loss_calls, options.limits, files=files)
+        report.log = (report.log + loss_log)[-LOG_TAIL:]
+        for job, outcome in zip(loss_jobs, loss_outcomes):
+            _judge_losses(job, outcome, options, report)
     report.seconds = time.perf_counter() - start
     return report
 
 
+def _needed_checks(checks: list[Check], stages, tier: str) -> list[Check]:
+    """The checks of the exercises that the graded stages are built from and that `checks` lack:
+    a row that waits on 2.1 shows 2.1's row too (grading --stage 4 grades what stage 4 stands on)."""
+    rows = {c.stage for c in checks if not c.exercise or c.exercise == get_stage(c.stage).loss_exercise}
+    needs = {ex for n in rows | {s for s in stages if s is not None} for ex in _needs(get_stage(n), training=False)}
+    if stages:
+        needs |= {ex for n in stages if n is not None for ex in _needs(get_stage(n), training=True)}
+    have = {c.exercise for c in checks}
+    return [c for c in checks_for(tier) if c.exercise in needs - have]
+
+
+def _needs(stage: Stage, training: bool) -> tuple[str, ...]:
+    """The exercises a stage's rows wait on: its model's (not the row's own exercise); training
+    in the student edition also takes the student's windows, step and evaluation."""
+    extra = SELF_CHECK_NEEDS if training and is_student() else ()
+    return tuple(ex for ex in (*stage.needs, *extra) if ex != stage.loss_exercise)
+
+
+def _settle(results: list[CheckResult], checks: list[Check], trained) -> list[CheckResult]:
+    """No points without work: an exercise with a check not done is not done in every check, and a
+    stage's own checks (configuration, initial scale) wait until the exercises it needs are done:
+    attempted, right or wrong (a wrong one fails its own row, and what it breaks says so)."""
+    messages = {r.row: r.message for r in results if r.status == "not done"}
+    for r in results:
+        if r.status == "pass" and r.row in messages:
+            r.status, r.message = "not done", messages[r.row]
+    unfinished = _unfinished(results)
+    for check, r in zip(checks, results):
+        if check.exercise and check.exercise != get_stage(check.stage).loss_exercise:
+            continue  # an exercise's own check
+        needs = _needs(get_stage(check.stage), training=check.stage in trained)  # the row's, loss check included
+        if waiting := [ex for ex in needs if ex in unfinished]:
+            r.status, r.message = "waiting", waits_on(waiting)
+    return results
+
+
+def _unfinished(results: list[CheckResult]) -> set[str]:
+    """The exercises not done: a check of theirs raised NotImplementedError (a stub)."""
+    return {r.row for r in results if r.status == "not done"}
+
+
+def waits_on(exercise_ids) -> str:
+    titles = exercises()
+    return "waits on " + ", ".join(f"{ex} ({titles[ex].title})" for ex in exercise_ids)
+
+
 def _notebook_plan(path: Path, tier: str) -> tuple[list[Check], tuple]:
-    """The checks of the exercises the notebook defines, and the stage whose loss it answers for:
-    None for a lecture-style notebook with its own `model` (the stage is read off its size)."""
+    """The checks of the exercises the notebook defines, and the stage whose loss it answers for
+    (`_notebook_stage`)."""
     names = notebook.defined_names(path)
-    targets, by_id = notebook.exercise_targets(), exercises()
+    targets = notebook.exercise_targets()
     covered = {ex for ex, (_, name) in targets.items() if name in names}
-    lecture_style = "model" in names and "build_model" not in names
-    stage = None if lecture_style else notebook.stage_from_name(path)
-    if stage is None and not lecture_style:
-        stage = max((by_id[ex].stage for ex in covered), default=None)
-    checks = [c for c in checks_for(tier) if c.exercise in covered or (c.stage == stage and not c.exercise)]
+    stages = _notebook_stage(path, covered, names)
+    checks = [c for c in checks_for(tier) if c.exercise in covered or (c.stage in stages and not c.exercise)]
     if not notebook.accepts(path, "BatchNorm1d", "reduce_time"):  # the lecture's BatchNorm: always fixed
         checks = [c for c in checks if not (c.call.probe is batchnorm and not c.call.kwargs["reduce_time"])]
-    if not checks and stage is None and not lecture_style:
-        raise GraderError(f"{path} defines none of the exercises ({', '.join(sorted(targets))}) and no model: "
+    if not checks and "model" not in names:
+        raise GraderError(f"{path} defines none of the exercises ({', '.join(sorted(targets))}) and no `model`: "
                           "nothing to grade")
-    return checks, (stage,) if stage or lecture_style else ()
+    return checks, stages
+
+
+def _notebook_stage(path: Path, covered: set[str], names: set[str]) -> tuple:
+    """The loss a notebook answers for: (N,) for the edition's stageN.ipynb when it defines a part of
+    stage N's model (its exercises put in place, the package's code around them); () for one whose
+    stage's model has no part of its own (stage 3: stage 2's model at a longer context); else
+    (None,): the notebook's own `model`, its stage read off its size. A notebook with no model of
+    its own gets a row that says so (probes.notebook_logits), never the package's model."""
+    stage = notebook.stage_from_name(path)
+    if stage is None:
+        return (None,)
+    s = get_stage(stage)
+    own_parts = set(s.needs) & {ex.id for ex in s.exercises}
+    if own_parts & covered:
+        return (stage,)
+    return () if not own_parts and "model" not in names else (None,)
 
 
 def _judge(check: Check, expected, outcome) -> CheckResult:
@@ -147,56 +227,111 @@ def _judge(check: Check, expected, outcome) -> CheckResult:
     return CheckResult(**base, status="fail", message=problem + (f". Hint: {check.hint}" if check.hint else ""))
 
 
-def _loss_calls(submission: Path, options: Options, stages) -> tuple[list[Call], list[dict], list[CheckResult]]:
-    """One logits call per stage, what the parent needs to judge each, and an error row for each
-    stage whose plan cannot be made (a broken entry file). A stage of None is a lecture-style
-    notebook's own model, of the notebook's block_size."""
-    calls, jobs, problems = [], [], []
+def _loss_calls(submission: Path, options: Options, stages, configs: dict, unfinished: set[str],
+                report: Report) -> tuple[list[Call], list[dict]]:
+    """One logits call per stage that can train, and what the parent needs to judge it; a stage that
+    cannot (an exercise it needs is not done, its configuration or entry is broken) gets its loss
+    rows in `report` at once, saying why. A stage of None is a lecture-style notebook's own model."""
+    calls, jobs = [], []
+    seconds = options.training_seconds or TRAINING_SECONDS[options.schedule]
     for stage in stages:
-        if stage is None:  # a lecture notebook trains with the lecture's recipe
-            the_plan = plan(1, "full" if options.schedule == "full" else "quick")
-            block_size, whole_names = notebook.literal(submission, "block_size") or 3, False
-        else:
-            s = get_stage(stage)
-            if options.schedule != "challenge":
-                the_plan = plan(s, options.schedule)
-            else:  # the submission's own entry file: data, read without running it
-                try:
-                    the_plan = plan(s, options.schedule, entry=submission / s.entry_file)
-                except ConfigError as err:  # say what is wrong with it, keep the other checks
-                    problems.append(CheckResult(stage, s.row, "the challenge entry", "public", "error", str(err)))
-                    continue
-            block_size, whole_names = the_plan.model.block_size, the_plan.model.whole_names
-        splits = _splits(block_size, str(Path(options.names) if options.names else names_path()), whole_names)
-        targets = {"val": splits["val"]}
-        if options.tier == "hidden":
-            build = build_names if whole_names else build_dataset
-            private = options.test_names
-            targets["test"] = build(load_words(private), block_size) if private else splits["test"]
-        common = {"train_x": splits["train"][0], "train_y": splits["train"][1], "seed": GRADER_SEED,
-                  "eval_x": [x for x, _ in targets.values()], "recipe": asdict(the_plan.recipe)}
-        steps = f"{the_plan.recipe.steps:,} steps"
-        seconds = options.training_seconds or TRAINING_SECONDS[options.schedule]
         if stage is None:
-            calls.append(Call(notebook_logits, common, seconds))
-            source = f"the notebook's own model, trained with the grader's schedule ({steps})"
+            call, job = _notebook_call(submission, options)
+        elif waiting := [ex for ex in _needs(get_stage(stage), training=True) if ex in unfinished]:
+            _loss_rows(report, stage, options, "waiting", waits_on(waiting))
+            continue
         else:
-            calls.append(_stage_call(submission, options, the_plan, common, seconds))
-            source = ("from the submission's checkpoint" if calls[-1].kwargs["checkpoint"] else
-                      f"trained with its {the_plan.stage.entry_file} ({steps}, the grader's seed)"
-                      if options.schedule == "challenge" else f"trained with the grader's schedule ({steps})")
-        jobs.append({"stage": stage, "targets": {k: y for k, (_, y) in targets.items()}, "source": source})
-    return calls, jobs, problems
+            try:
+                call, job = (_own_stage_call if is_student() else _stage_call)(submission, options, stage,
+                                                                                configs.get(stage))
+            except _CannotTrain as why:
+                _loss_rows(report, stage, options, why.status, str(why))
+                continue
+        calls.append(Call(call.probe, call.kwargs, seconds))
+        jobs.append(job)
+    return calls, jobs
 
 
-def _stage_call(submission: Path, options: Options, the_plan: Plan, common: dict, seconds: float) -> Call:
-    # the challenge always trains: its time limit is part of the rules, and no checkpoint can prove it
+class _CannotTrain(Exception):
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _stage_call(submission: Path, options: Options, stage: int, config) -> tuple[Call, dict]:
+    """The instructor's loss check: the grader's windows, built with the submission's configuration
+    (as its child reported it) or its challenge entry's; the grader's recipe and training loop."""
+    s = get_stage(stage)
+    if options.schedule == "challenge":  # the submission's own entry file: data, read without running it
+        try:
+            the_plan = plan(s, options.schedule, entry=submission / s.entry_file)
+        except ConfigError as err:
+            raise _CannotTrain("error", f"the challenge entry: {err}") from None
+        model_config = asdict(the_plan.model)
+    else:
+        if config.status != "ok":
+            raise _CannotTrain(config.status, f"the stage's configuration: {config.message}")
+        model_config = {k: v for k, v in config.value.items() if k != "params"}
+        the_plan = plan(s, options.schedule)
+    block_size, whole_names = model_config.get("block_size"), bool(model_config.get("whole_names"))
+    if not isinstance(block_size, int) or not 1 <= block_size <= MAX_BLOCK_SIZE:
+        raise _CannotTrain("fail", f"block_size {block_size!r} is no context the grader builds windows for "
+                           f"(1 to {MAX_BLOCK_SIZE})")
+    data, targets = _instructor_data(options, block_size, whole_names)
     fresh = options.retrain or submission.suffix == ".ipynb" or options.schedule == "challenge"
-    ckpt = "" if fresh else _valid_checkpoint(submission, the_plan)
-    # the submission's own CONFIG, but on the challenge schedule: the model its entry file names
-    own = asdict(the_plan.model) if options.schedule == "challenge" else None
-    return Call(stage_logits, {"stage": the_plan.stage.number, "checkpoint": ckpt, "model_config": own, **common},
-                seconds)
+    ckpt = "" if fresh else _valid_checkpoint(submission, stage, the_plan.recipe, model_config)
+    steps = f"{the_plan.recipe.steps:,} steps"
+    source = ("from the submission's checkpoint" if ckpt else
+              f"trained with its {s.entry_file} ({steps}, the grader's seed)" if options.schedule == "challenge"
+              else f"trained with the grader's schedule ({steps})")
+    call = Call(stage_logits, {"stage": stage, "model_config": model_config, "recipe": asdict(the_plan.recipe),
+                               "seed": GRADER_SEED, "checkpoint": ckpt, **data})
+    return call, {"stage": stage, "targets": targets, "source": source}
+
+
+def _own_stage_call(submission: Path, options: Options, stage: int, config) -> tuple[Call, dict]:
+    """The student's self-check: the child plans, builds the windows and trains with the student's
+    own code, and returns the val targets beside the logits."""
+    s = get_stage(stage)
+    if options.schedule != "challenge" and config.status != "ok":
+        raise _CannotTrain(config.status, f"the stage's configuration: {config.message}")
+    entry = str(submission / s.entry_file) if options.schedule == "challenge" else ""
+    call = Call(own_stage_logits, {"stage": stage, "schedule": options.schedule, "names": _names(options),
+                                   "seed": GRADER_SEED, "entry": entry, "runs": str(submission / "runs"),
+                                   "retrain": options.retrain or options.schedule == "challenge"})
+    return call, {"stage": stage, "targets": None, "source": f"trained by your own code ({options.schedule} schedule)"}
+
+
+def _notebook_call(submission: Path, options: Options) -> tuple[Call, dict]:
+    """A lecture-style notebook's own model, trained with the lecture's recipe on windows of the
+    notebook's block_size: the grader's, or in the student edition the notebook's own."""
+    the_plan = plan(1, "full" if options.schedule == "full" else "quick")
+    block_size = notebook.literal(submission, "block_size") or 3
+    if is_student():
+        data, targets = {"names": _names(options), "block_size": block_size}, None
+    else:
+        data, targets = _instructor_data(options, block_size, whole_names=False)
+    call = Call(notebook_logits, {"recipe": asdict(the_plan.recipe), "seed": GRADER_SEED, **data})
+    source = f"the notebook's own model, trained with the grader's schedule ({the_plan.recipe.steps:,} steps)"
+    return call, {"stage": None, "targets": targets, "source": source}
+
+
+def _names(options: Options) -> str:
+    return str(Path(options.names) if options.names else names_path())
+
+
+def _instructor_data(options: Options, block_size: int, whole_names: bool) -> tuple[dict, dict]:
+    """The grader's own windows (the master's code): the train split for the child, the contexts to
+    score, and their targets, which stay here. The hidden tier adds the test split, or a private
+    file's names."""
+    splits = _splits(block_size, _names(options), whole_names)
+    targets = {"val": splits["val"]}
+    if options.tier == "hidden":
+        build = build_names if whole_names else build_dataset
+        private = options.test_names
+        targets["test"] = build(load_words(private), block_size) if private else splits["test"]
+    data = {"train_x": splits["train"][0], "train_y": splits["train"][1], "eval_x": [x for x, _ in targets.values()]}
+    return data, {split: y for split, (_, y) in targets.items()}
 
 
 @functools.lru_cache(maxsize=4)
@@ -205,16 +340,19 @@ def _splits(block_size: int, names: str, whole_names: bool) -> dict:
     return load_splits(block_size, path=names, whole_names=whole_names)
 
 
-def _valid_checkpoint(submission: Path, the_plan: Plan) -> str:
-    """The student's checkpoint for the plan's stage if it was trained with this recipe and the
-    grader's seed, else ''."""
-    path = checkpoint_path(the_plan.stage.number, submission / "runs")
+def _valid_checkpoint(submission: Path, stage: int, recipe, model_config: dict) -> str:
+    """The student's checkpoint for the stage if it was trained with this recipe, the grader's seed
+    and the configuration the submission reports, else ''."""
+    from makemore_wavenet.shared import checkpoint as ckpt_io
+    from makemore_wavenet.stages import checkpoint_path
+
+    path = checkpoint_path(stage, submission / "runs")
     try:
         ckpt = ckpt_io.load(path)
     except ckpt_io.CheckpointError:
         return ""
-    same = ckpt["recipe"] == the_plan.recipe and ckpt["runtime"].seed == GRADER_SEED
-    return str(path) if ckpt.get("stage") == the_plan.stage.number and same else ""
+    same = ckpt["recipe"] == recipe and ckpt["runtime"].seed == GRADER_SEED
+    return str(path) if ckpt.get("stage") == stage and same else ""
 
 
 def stage_for_params(params: int | None) -> int | None:
@@ -231,11 +369,42 @@ def _judge_losses(job: dict, outcome, options: Options, report: Report) -> None:
             status = "fail" if outcome.status == "ok" else outcome.status
             sizes = sorted({s.lecture.params for s in all_stages().values()})
             message = (f"the notebook's model has {params:,} parameters, which matches no stage "
-                       f"({', '.join(f'{p:,}' for p in sizes)})") if params else outcome.message
+                       f"({', '.join(f'{p:,}' for p in sizes)})") if params is not None else outcome.message
             report.results.append(CheckResult(None, "notebook", "model size and loss", "public", status, message))
             return
+    splits = job["targets"] or {"val": None}
+    source = job["source"] + (" (from your checkpoint)" if outcome.status == "ok"
+                              and outcome.value.get("checkpoint") else "")
+
+    def judge(i: int, split: str, limit: float) -> CheckResult:
+        if outcome.status != "ok":
+            training = f" (training on the {options.schedule} schedule)" if outcome.status == "timeout" else ""
+            return CheckResult(stage, "", "", "", outcome.status, outcome.message + training)
+        try:
+            y = splits[split] if splits[split] is not None else outcome.value["targets"][i]
+            loss = _cross_entropy(outcome.value["logits"][i], y)
+        except Exception as err:
+            return CheckResult(stage, "", "", "", "error", f"unusable logits: {err}")
+        ok = loss <= limit  # NaN fails too
+        message = f"{split} {loss:.4f}, {source}"
+        if not ok:
+            message += (f"; the threshold is {limit:.4f}. A loss near 3.30 = -log(1/27) means the model "
+                        "predicts nothing: constant logits, or no learning" if loss > 3.2 else
+                        f"; the threshold is {limit:.4f}")
+            if is_student() and report.log.strip():
+                message += ". What your code printed is shown below the table"
+        report.losses.append(Loss(stage, split, loss, ok))
+        return CheckResult(stage, "", "", "", "pass" if ok else "fail", message, value=loss)
+
+    _loss_rows(report, stage, options, judge, splits=tuple(splits))
+
+
+def _loss_rows(report: Report, stage: int, options: Options, result, message: str = "", splits=None) -> None:
+    """A stage's loss rows (val; test on the hidden tier): `result` is a status with its message, or
+    judge(i, split, limit) -> CheckResult for each split."""
+    splits = splits or (("val", "test") if options.tier == "hidden" else ("val",))
     row = get_stage(stage).row
-    for i, (split, y) in enumerate(job["targets"].items()):
+    for i, split in enumerate(splits):
         tier = "public" if split == "val" else "hidden"
         try:
             limit = options.thresholds.limit(split, options.schedule, stage)
@@ -243,27 +412,17 @@ def _judge_losses(job: dict, outcome, options: Options, report: Report) -> None:
             report.results.append(CheckResult(stage, row, f"{split} loss ({options.schedule} schedule)", tier,
                                               "error", str(err)))
             continue
-        base = dict(stage=stage, row=row, check=f"{split} loss <= {limit:.4f} ({options.schedule} schedule)", tier=tier)
-        if outcome.status != "ok":
-            training = f" (training on the {options.schedule} schedule)" if outcome.status == "timeout" else ""
-            report.results.append(CheckResult(**base, status=outcome.status, message=outcome.message + training))
-            continue
-        try:
-            logits = outcome.value["logits"][i]
-            if logits.shape != (*y.shape, 27):
-                raise ValueError(f"expected logits of shape {(*y.shape, 27)}, got {tuple(logits.shape)}")
-            loss = cross_entropy(logits.double(), y).item()
-        except Exception as err:
-            report.results.append(CheckResult(**base, status="error", message=f"unusable logits: {err}"))
-            continue
-        ok = loss <= limit  # NaN fails too
-        message = f"{split} {loss:.4f}, {job['source']}"
-        if not ok:
-            message += (f"; the threshold is {limit:.4f}. A loss near 3.30 = -log(1/27) means the model "
-                        "predicts nothing: constant logits, or no learning" if loss > 3.2 else
-                        f"; the threshold is {limit:.4f}")
-        report.results.append(CheckResult(**base, status="pass" if ok else "fail", message=message, value=loss))
-        report.losses.append(Loss(stage, split, loss, ok))
+        r = result(i, split, limit) if callable(result) else CheckResult(stage, "", "", "", result, message)
+        r.row, r.tier, r.check = row, tier, f"{split} loss <= {limit:.4f} ({options.schedule} schedule)"
+        report.results.append(r)
+
+
+def _cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """The mean loss of logits (..., 27) against targets (...), padding (IGNORE) left out; computed
+    here, never by the submission."""
+    if logits.shape != (*y.shape, 27):
+        raise ValueError(f"expected logits of shape {(*y.shape, 27)}, got {tuple(logits.shape)}")
+    return F.cross_entropy(logits.double().reshape(-1, 27), y.reshape(-1), ignore_index=IGNORE).item()
 
 
 def ship_expected(out_root: Path) -> Path:

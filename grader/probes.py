@@ -17,6 +17,9 @@ from dataclasses import asdict
 import torch
 
 NOTEBOOK: dict = {}  # a notebook submission's namespace, when the child runs one
+# the instructor's trainer module (child.load_reference), which trains a submission's model in a loss
+# check; None in the student edition, whose self-check trains with the student's own trainer
+REFERENCE = None
 
 
 @contextmanager
@@ -231,56 +234,123 @@ def wavenet_block(x: torch.Tensor, real: torch.Tensor, n_hidden: int, dilation: 
         return {"out": out, "skip": skip_out} if skip else {"out": out, "skip is None": skip_out is None}
 
 
-def notebook_logits(train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, recipe: dict, seed: int) -> dict:
-    """Train the notebook's own `model` (as the notebook built it) with the grader's schedule."""
-    if "model" not in NOTEBOOK:
-        raise NameError("the notebook defines no `model`")
+def notebook_logits(recipe: dict, seed: int, train_x: torch.Tensor | None = None, train_y: torch.Tensor | None = None,
+                    eval_x: list | None = None, names: str = "", block_size: int = 0) -> dict:
+    """Train the notebook's own `model` (as the notebook built it) with the grader's schedule. The
+    instructor's grading gives the grader's windows (train_x, train_y, eval_x); the student's
+    self-check gives `names` and `block_size`, the windows are the student's own code's (the
+    notebook's build_dataset, or the edition's), and the val targets come back beside the logits.
+    A notebook without a model of its own is "not done", saying what it lacks: the package's model
+    never stands in for it."""
+    missing = _notebook_lacks()
+    if missing:
+        raise NotImplementedError(missing)
+    trainer, targets = _trainer(), None
+    if names:
+        from makemore_wavenet.shared.data import load_splits
+
+        splits = load_splits(block_size, path=names)
+        (train_x, train_y), (val_x, val_y) = splits["train"], splits["val"]
+        eval_x, targets = [val_x], [val_y]
     model = NotebookModel(NOTEBOOK["model"])
     params = sum(p.numel() for p in model.parameters())
     torch.manual_seed(seed)  # the batches follow the grader's seed, whatever ran before
-    _train(model, train_x, train_y, recipe, whole_names=False)
-    return {"logits": _logits(model, eval_x), "params": params}
+    _train(trainer, model, train_x, train_y, recipe, whole_names=False)
+    result = {"logits": _logits(model, eval_x, trainer.EVAL_BATCH), "params": params}
+    return result if targets is None else {**result, "targets": targets}
+
+
+def _notebook_lacks() -> str:
+    """What the notebook lacks to have a model of its own to train ("" nothing): a `model`, and
+    layer classes of its own (a model of imported layers only is the package's or torch's)."""
+    own_classes = [v for v in NOTEBOOK.values() if isinstance(v, type) and v.__module__ == "__main__"]
+    if "model" not in NOTEBOOK:
+        hint = (" (its `layers` list is not one: `model = Sequential(layers)` makes one)"
+                if isinstance(NOTEBOOK.get("layers"), list) else "")
+        lacks = f"no model: the notebook assigns no `model`{hint}, so it has no model of its own to train"
+        return lacks + ("; no layer classes: it defines none" if not own_classes else "")
+    parts, stack = [], [NOTEBOOK["model"]]
+    while stack:  # the model and every layer in it, through `layers` lists
+        parts.append(stack.pop())
+        stack += list(getattr(parts[-1], "layers", []))
+    if not any(type(part).__module__ == "__main__" for part in parts):
+        return ("no layer classes: the notebook's `model` is made only of imported layers, none of a class the "
+                "notebook defines")
+    return ""
 
 
 def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, recipe: dict, seed: int,
-                 checkpoint: str = "", model_config: dict | None = None) -> dict:
-    """Train the submission's model (its CONFIG, or on the challenge schedule the config its entry
-    names: `model_config`, the fields) with the grader's recipe (a TrainConfig's fields) and seed,
-    or load the student's checkpoint; then return the logits for each of eval_x: the parent, not
-    the submission, turns them into losses."""
+                 model_config: dict, checkpoint: str = "") -> dict:
+    """The instructor's loss check: build the submission's model from `model_config` (the fields of
+    the configuration the submission reported, or its challenge entry's), train it on the grader's
+    windows with the grader's recipe (a TrainConfig's fields), seed and training loop, or load the
+    student's checkpoint; then return the logits for each of eval_x: the parent, not the
+    submission, turns them into losses."""
     from makemore_wavenet.stages import get_stage, load_model
 
     if checkpoint:
         model, _ = load_model(checkpoint, device="cpu")
     else:
         s = get_stage(stage)
-        config = type(s.config)(**model_config) if model_config else s.config
+        config = type(s.config)(**model_config)
         torch.manual_seed(seed)
         model = s.build_model(config)
-        _train(model, train_x, train_y, recipe, config.whole_names)
-    return {"logits": _logits(model, eval_x)}
+        _train(REFERENCE, model, train_x, train_y, recipe, config.whole_names)
+    return {"logits": _logits(model, eval_x, REFERENCE.EVAL_BATCH)}
 
 
-def _train(model, train_x: torch.Tensor, train_y: torch.Tensor, recipe: dict, whole_names: bool) -> None:
-    """The grader's schedule, always on the plain engine: the fast engine computes the library's own
-    layers and would train what the layers should be, not the submission's code."""
-    from makemore_wavenet.shared.config import TrainConfig
-    from makemore_wavenet.shared.trainer import train
+def own_stage_logits(stage: int, schedule: str, names: str, seed: int, entry: str = "", runs: str = "",
+                     retrain: bool = False) -> dict:
+    """The student's self-check of a stage's loss: everything as the student's own code does it (the
+    plan, the windows of exercise 3.1, the training step of 1.2), with the grader's seed; or the
+    student's checkpoint, when it was trained with this plan and seed. Returns the val logits and
+    their targets."""
+    from makemore_wavenet.shared import checkpoint as ckpt_io
+    from makemore_wavenet.shared import trainer
+    from makemore_wavenet.stages import checkpoint_path, load_model, plan, splits_for
 
-    train(model, train_x, train_y, TrainConfig(**recipe), engine="plain", whole_names=whole_names, progress=False)
+    the_plan = plan(stage, schedule, entry=entry or None)
+    splits = splits_for(the_plan.model, names)
+    path = checkpoint_path(stage, runs) if runs and not retrain else None
+    try:
+        ckpt = ckpt_io.load(path) if path else None
+    except ckpt_io.CheckpointError:
+        ckpt = None
+    if ckpt and ckpt.get("stage") == stage and ckpt["recipe"] == the_plan.recipe and ckpt["runtime"].seed == seed:
+        model, _ = load_model(path, device="cpu")
+    else:
+        torch.manual_seed(seed)
+        model = the_plan.stage.build_model(the_plan.model)
+        _train(trainer, model, *splits["train"], asdict(the_plan.recipe), the_plan.model.whole_names)
+    X, Y = splits["val"]
+    return {"logits": _logits(model, [X], trainer.EVAL_BATCH), "targets": [Y],
+            "checkpoint": bool(ckpt and path)}
+
+
+def _trainer():
+    """The trainer module a loss check trains with: the instructor's (REFERENCE), or in the student
+    edition the student's own."""
+    from makemore_wavenet.shared import trainer
+
+    return REFERENCE or trainer
+
+
+def _train(trainer, model, train_x: torch.Tensor, train_y: torch.Tensor, recipe: dict, whole_names: bool) -> None:
+    """`trainer`'s loop with the grader's recipe, always on the plain engine: the fast engine computes
+    the library's own layers and would train what the layers should be, not the submission's code."""
+    config = trainer.TrainConfig(**recipe)
+    trainer.train(model, train_x, train_y, config, engine="plain", whole_names=whole_names, progress=False)
 
 
 @torch.no_grad()
-def _logits(model, eval_x: list) -> list:
+def _logits(model, eval_x: list, batch: int) -> list:
     """The model's logits for each tensor of contexts, in eval mode, in batches."""
-    from makemore_wavenet.shared.trainer import EVAL_BATCH
-
     model.eval()
-    return [torch.cat([model(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)]) for x in eval_x]
+    return [torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)]) for x in eval_x]
 
 
 # every probe, by the name the child knows it by
 PROBES = {probe.__name__: probe for probe in (
     stage_config, init_scales, mlp_forward, sgd_step, evaluate, embedding, flatten, sequential, loss_plot,
     context_windows, flatten_consecutive, hierarchical, batchnorm, causal_conv, gated_activation, wavenet_block,
-    notebook_logits, stage_logits)}
+    notebook_logits, stage_logits, own_stage_logits)}

@@ -11,9 +11,9 @@ from tabulate import tabulate
 
 from .exercises import exercises
 
-STATUSES = ("pass", "fail", "not done", "error", "timeout")
+STATUSES = ("pass", "fail", "not done", "waiting", "error", "timeout")  # waiting: on an exercise not done
 # an exercise shows its most telling check: unfinished work first, then breakage, then wrong answers
-PRECEDENCE = ("not done", "error", "timeout", "fail", "pass")
+PRECEDENCE = ("not done", "waiting", "error", "timeout", "fail", "pass")
 
 
 @dataclass

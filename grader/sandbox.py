@@ -24,6 +24,7 @@ from typing import Any, Callable
 import torch
 
 POLL = 0.02  # seconds between looks at the child
+CHILD_STATUSES = ("ok", "not done", "error")  # what a child may report of a call; the parent judges the rest
 LOG_TAIL = 2000  # characters of the child's output kept in a report
 
 
@@ -110,7 +111,9 @@ def _run_child(job: Path, tmp: Path, start: int, seconds: list[float], limits: L
 def _load(path: Path) -> Outcome:
     try:
         raw = torch.load(path, weights_only=True)
-        return Outcome(raw["status"], raw.get("value"), raw.get("message", ""))
+        if raw["status"] not in CHILD_STATUSES:
+            raise ValueError(f"status {str(raw['status'])[:40]!r} is none of {CHILD_STATUSES}")
+        return Outcome(raw["status"], raw.get("value"), str(raw.get("message", "")))
     except Exception as err:  # a result file the grader did not write as it should be
         return Outcome("error", message=f"unreadable result ({type(err).__name__}): {err}"[:300])
 

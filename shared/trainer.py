@@ -120,7 +120,8 @@ def recompute_batchnorm(model: Module, X: Tensor, batch_size: int = 1024) -> Non
     statistics: the whole split's, to within the parts' sampling noise (a thousand examples each),
     at the cost of one forward pass."""
     with evaluating(model):
-        norms = [m for m in model.modules() if isinstance(m, BatchNorm1d)]
+        # by name too: the grader trains a student's model, whose BatchNorm1d is the student's own class
+        norms = [m for m in model.modules() if isinstance(m, BatchNorm1d) or type(m).__name__ == "BatchNorm1d"]
         settings = [(norm.momentum, norm.positions) for norm in norms]
         for norm in norms:
             norm.training, norm.positions = True, 0

@@ -48,6 +48,8 @@ class Stage:
     package: str  # the package's full name: its __name__
     lecture: Lecture  # beyond the lecture (stages 7 and 8): the `bar` stage's numbers
     exercises: tuple[Exercise, ...] = ()
+    # the exercises the stage's model is built from: its own checks and its loss check wait on them
+    needs: tuple[str, ...] = ()
     loss_exercise: str = ""  # the exercise the loss check answers for; "" the stage's own row
     config_hint: str = "the stage's CONFIG and the size of the model it builds"
     bar: int = 0  # beyond the lecture: the stage whose model is the bar to meet (0: the lecture's own stage)
@@ -61,6 +63,8 @@ class Stage:
         for ex in self.exercises:
             if ex.stage != self.number:
                 raise ValueError(f"stage {self.number} declares exercise {ex.id}, of another stage")
+        if self.loss_exercise and self.loss_exercise not in self.needs:
+            raise ValueError(f"stage {self.number}'s loss check answers for {self.loss_exercise}: it needs it")
 
     @property
     def name(self) -> str:

@@ -5,6 +5,7 @@ from ..stage import Exercise, Lecture, Stage
 STAGE = Stage(
     __name__,
     lecture=Lecture(params=12_097, train=2.058, val=2.105),
+    needs=("1.1",),
     exercises=(
         Exercise("1.1", "MLP forward pass",
                  "Look up the context's embeddings in self.C, concatenate them per example, and run the layers. (B, "

@@ -5,6 +5,7 @@ from ..stage import Exercise, Lecture, Stage
 STAGE = Stage(
     __name__,
     lecture=Lecture(params=12_097, train=2.058, val=2.105),
+    needs=("2.1", "2.2", "2.3"),
     exercises=(
         Exercise("2.1", "Embedding layer",
                  "Return the embedding vector of every token id: (B, T) -> (B, T, C)."),

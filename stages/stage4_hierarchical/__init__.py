@@ -5,6 +5,7 @@ from ..stage import Exercise, Lecture, Stage
 STAGE = Stage(
     __name__,
     lecture=Lecture(params=22_397, train=1.941, val=2.029),
+    needs=("2.1", "2.3", "4.1", "4.2"),
     exercises=(
         Exercise("4.1", "FlattenConsecutive",
                  "Concatenate each n consecutive positions of an example: (B, T, C) -> (B, T // n, C * n); drop the "

@@ -5,6 +5,7 @@ from ..stage import Exercise, Lecture, Stage
 STAGE = Stage(
     __name__,
     lecture=Lecture(params=76_579, train=1.769, val=1.993),
+    needs=("2.1", "2.3", "4.1", "4.2", "5.1", "6.1"),
     exercises=(
         Exercise("6.1", "the scaled-up configuration",
                  "Set CONFIG to the hierarchical network scaled up (the lecture's n_embd 24 and n_hidden 128, "

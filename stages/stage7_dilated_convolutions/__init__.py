@@ -6,6 +6,7 @@ from ..stage6_scaled_up import STAGE as STAGE_6
 STAGE = Stage(
     __name__,
     lecture=STAGE_6.lecture,  # beyond the lecture: stage 6's numbers, the bar to meet
+    needs=("2.1", "2.3", "5.1", "7.1"),
     exercises=(
         Exercise("7.1", "CausalConv1d",
                  "At every position t, concatenate x[t - dilation] and x[t] (earlier first) and multiply by the "

@@ -7,6 +7,7 @@ from ..stage6_scaled_up import STAGE as STAGE_6
 STAGE = Stage(
     __name__,
     lecture=STAGE_6.lecture,  # beyond the lecture: stage 6's numbers, the bar to meet
+    needs=("2.1", "5.1", "7.1", "8.1", "8.2"),
     exercises=(
         Exercise("8.1", "GatedActivation",
                  "Split the last dim in two halves, the filter and the gate, and return tanh(filter) * "
