@@ -2,17 +2,29 @@
 
 Two styles are graded. A student-edition notebook (stageN.ipynb) redefines the stage's exercise
 classes and functions; a notebook in the lecture's own style defines its layer classes, a `model`
-and a training loop at top level. Either way the child executes the code cells' top-level
-definitions and assignments (IPython magics stripped; top-level loops and bare expressions, such
-as the training loop and plots, skipped), then every name the notebook defines that an exercise
-targets replaces the package's object, everywhere the package refers to it.
+and a training loop at top level. Either way the child executes the code cells top to bottom
+(IPython magics stripped), then every name the notebook defines that an exercise targets replaces
+the package's object, everywhere the package refers to it.
+
+How a notebook runs (`execute`), so that its model is graded as the notebook built it:
+- Every top-level statement runs, loops and bare calls included (`random.shuffle(words)`,
+  `torch.manual_seed(42)`, `for layer in model.layers: layer.training = False`, plots), except
+  the ones that train: a statement that calls `.backward(`, or calls (by name or as a method) a
+  function the notebook defines that does. The grader trains the model with its own schedule.
+- A statement that raises is noted and the rest still run: later cells rarely need the broken one.
+- The graded `model` is a copy taken at the end of the last cell that assigns `model`: what later
+  cells do to it (a forward pass on one example in training mode puts NaN in BatchNorm's running
+  variance) does not reach the grader.
+- Plots draw to no window (matplotlib's Agg backend): `plt.show()` never waits.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import inspect
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -46,18 +58,53 @@ def code_cells(path: str | Path) -> list[str]:
     return cells
 
 
-def program(path: str | Path) -> tuple[list[ast.Module], list[str]]:
-    """The statements to execute, one module per cell, and a note for each cell that does not parse."""
-    modules, problems = [], []
+def parsed_cells(path: str | Path) -> tuple[list[tuple[int, ast.Module]], list[str]]:
+    """Each code cell that parses, with its number, and a note for each cell that does not."""
+    cells, problems = [], []
     for i, source in enumerate(code_cells(path), 1):
         try:
-            tree = ast.parse(source, filename=f"cell {i}")
+            cells.append((i, ast.parse(source, filename=f"cell {i}")))
         except SyntaxError as err:
             problems.append(f"code cell {i} does not parse: {err.msg} (line {err.lineno})")
-            continue
-        tree.body = [s for s in tree.body if not isinstance(s, (ast.For, ast.While, ast.AsyncFor, ast.Expr))]
-        modules.append(tree)
-    return modules, problems
+    return cells, problems
+
+
+DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def training_functions(trees: list[ast.Module]) -> set[str]:
+    """The names of the notebook's functions and methods that train: they call `.backward(`, or
+    another function of the notebook that does (`train(model)` calling `step()`)."""
+    functions = [node for tree in trees for node in ast.walk(tree)
+                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    training: set[str] = set()
+    while new := {f.name for f in functions if f.name not in training and _calls_training(f, training)}:
+        training |= new
+    return training
+
+
+def _calls_training(node: ast.AST, training: set[str]) -> bool:
+    for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+        name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+        if name == "backward" or name in training:
+            return True
+    return False
+
+
+def trains(statement: ast.stmt, training: set[str]) -> bool:
+    """Is this top-level statement training (the training loop, a `train(...)` call)? A definition
+    is not: defining a training function trains nothing."""
+    return not isinstance(statement, DEFINITIONS) and _calls_training(statement, training)
+
+
+def program(path: str | Path) -> tuple[list[ast.Module], list[str]]:
+    """The statements to execute, one module per cell (the ones that train left out), and a note
+    for each cell that does not parse."""
+    cells, problems = parsed_cells(path)
+    training = training_functions([tree for _, tree in cells])
+    for _, tree in cells:
+        tree.body = [s for s in tree.body if not trains(s, training)]
+    return [tree for _, tree in cells], problems
 
 
 def defined_names(path: str | Path) -> set[str]:
@@ -115,21 +162,82 @@ def exercise_targets(root: Path = ROOT) -> dict[str, tuple[str, str]]:
     return targets
 
 
+NOTES = "__grader_notes__"  # execute's notes, also in the namespace: a probe can say why the notebook has no model
+
+
 def execute(path: str | Path) -> tuple[dict, list[str]]:
-    """Run the notebook's kept statements in a fresh namespace; a statement that raises is noted
-    and the rest still run (a notebook's later cells often do not need the broken one)."""
-    modules, problems = program(path)
-    namespace = {"__name__": "__main__"}
-    for tree in modules:
+    """Run the notebook as the module docstring says, in a fresh namespace; returns the namespace,
+    its `model` the copy the grader trains, and the notes: a statement that raised, a training
+    statement skipped (read them in the log when a check fails)."""
+    os.environ["MPLBACKEND"] = "Agg"  # no window: a plot is drawn and dropped, plt.show() returns at once
+    cells, problems = parsed_cells(path)
+    training = training_functions([tree for _, tree in cells])
+    kept = {i: [s for s in tree.body if not trains(s, training)] for i, tree in cells}
+    model_cell = max((i for i, body in kept.items() if any(_assigns(s, "model") for s in body)), default=None)
+    namespace, graded = {"__name__": "__main__"}, None
+    for i, tree in cells:
         for node in tree.body:
-            code = compile(ast.Module(body=[node], type_ignores=[]), "<notebook>", "exec")
+            where = f"cell {i}, line {node.lineno}"
+            if trains(node, training):
+                problems.append(f"{where}: skipped (it trains; the grader trains the model with its own schedule)")
+                continue
             try:
-                exec(code, namespace)
+                exec(compile(ast.Module(body=[node], type_ignores=[]), f"<cell {i}>", "exec"), namespace)
             except NotImplementedError as err:
-                problems.append(f"not done: {err}")
+                problems.append(f"{where}: not done: {err}"[:300])
             except Exception as err:
-                problems.append(f"line {node.lineno}: {type(err).__name__}: {err}"[:300])
+                problems.append(f"{where}: {type(err).__name__}: {err}"[:300])
+        if i == model_cell and "model" in namespace:
+            try:
+                graded = snapshot(namespace["model"])
+            except Exception as err:  # something in it does not copy: grade the model as the notebook leaves it
+                problems.append(f"the model could not be copied ({type(err).__name__}: {err}); it is graded as "
+                                "the whole notebook leaves it"[:300])
+    if graded is not None:
+        namespace["model"] = graded
+    namespace[NOTES] = problems
     return namespace, problems
+
+
+def _assigns(statement: ast.stmt, name: str) -> bool:
+    """Does this top-level statement bind `name` at module level (not inside a definition)?"""
+    if isinstance(statement, DEFINITIONS):
+        return statement.name == name
+    stack = [statement]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Store):
+            return True
+        stack += [child for child in ast.iter_child_nodes(node) if not isinstance(child, DEFINITIONS + (ast.Lambda,))]
+    return False
+
+
+def snapshot(model):
+    """A deep copy of `model`. A tensor a forward pass made with autograd on (a layer's `.out`) is
+    copied detached: deepcopy takes only the leaves of the autograd graph."""
+    import torch
+
+    memo = {id(t): t.detach().clone() for t in _reachable(model) if isinstance(t, torch.Tensor) and t.grad_fn}
+    return copy.deepcopy(model, memo)
+
+
+def _reachable(root) -> list:
+    """The objects reachable from `root` through attributes, lists, tuples and dicts (not through
+    modules, classes or functions: those are shared, never copied)."""
+    seen, stack, found = set(), [root], []
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or inspect.ismodule(obj) or inspect.isclass(obj) or inspect.isroutine(obj):
+            continue
+        seen.add(id(obj))
+        found.append(obj)
+        if isinstance(obj, dict):
+            stack += list(obj.values())
+        elif isinstance(obj, (list, tuple, set)):
+            stack += list(obj)
+        elif hasattr(obj, "__dict__"):
+            stack += list(vars(obj).values())
+    return found
 
 
 def overlay(namespace: dict, targets: dict[str, tuple[str, str]], defined: set[str]) -> list[str]:

@@ -1,18 +1,21 @@
 """Notebook submissions: the lecture's own style, the student edition's notebooks, broken files."""
 
 import ast
+import os
 import re
 from pathlib import Path
 
 import nbformat
-from fixtures.lecture_notebook import CELLS, lecture_notebook
+import pytest
+from fixtures.lecture_notebook import CELLS, EXPLORING_CELLS, lecture_notebook
 
 from makemore_wavenet.grader.__main__ import main as grader_main
 from makemore_wavenet.grader.exercises import exercises
 from makemore_wavenet.grader.grade import Options, grade
-from makemore_wavenet.grader.notebook import code_cells, defined_names, exercise_targets
+from makemore_wavenet.grader.notebook import code_cells, defined_names, execute, exercise_targets, program
 from makemore_wavenet.grader.regions import BEGIN, END
 from makemore_wavenet.grader.release import stage_notebook
+from makemore_wavenet.shared.data import NAMES_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,19 +63,66 @@ def test_edition_ships_the_target_map(tmp_path):
     assert shipped["6.1"] == ["makemore_wavenet.stages.stage6_scaled_up.model", "CONFIG"]
 
 
-def test_magics_are_stripped_and_loops_skipped(tmp_path):
+def test_magics_are_stripped_and_only_training_is_skipped(tmp_path):
     path = tmp_path / "lecture.ipynb"
-    nbformat.write(lecture_notebook(), path)
+    nbformat.write(lecture_notebook(EXPLORING_CELLS), path)
     assert "%matplotlib inline" not in "\n".join(code_cells(path))
     names = {"Linear", "BatchNorm1d", "FlattenConsecutive", "Sequential", "model", "build_dataset"}
     assert names <= defined_names(path)
     assert "lossi" in defined_names(path)  # assigned before the loop; the loop itself is skipped
+    kept = "\n".join(ast.unparse(tree) for tree in program(path)[0])
+    assert "random.shuffle(words)" in kept and "torch.manual_seed(42)" in kept and "split_loss('val')" in kept
+    assert "layer.training = False" in kept and "p.requires_grad = True" in kept  # cheap loops run
+    assert "loss.backward()" not in kept and "plt.plot(" in kept  # the training loop does not
+
+
+def test_a_call_to_a_training_function_is_skipped_too(tmp_path):
+    """Training inside a function the notebook defines is training: the call is skipped, the definition kept."""
+    cells = ["import torch\nw = torch.zeros(3, requires_grad=True)",
+             "def step():\n  (w ** 2).sum().backward()\n\ndef train(n):\n  for _ in range(n):\n    step()",
+             "train(200000)\nlosses = [train(1) for _ in range(3)]\nprint('done')"]
+    path = tmp_path / "helpers.ipynb"
+    nbformat.write(lecture_notebook(cells), path)
+    kept = "\n".join(ast.unparse(tree) for tree in program(path)[0])
+    assert "def train(n)" in kept and "print('done')" in kept
+    assert "train(200000)" not in kept and "losses =" not in kept
+
+
+@pytest.mark.filterwarnings("ignore:var\\(\\). degrees of freedom")  # the one-example cell's, expected
+def test_the_graded_model_is_the_one_the_notebook_built(tmp_path, monkeypatch):
+    """Bare calls run (the notebook's seed makes the model's weights), and a later cell that runs the
+    model on one example in training mode (NaN in BatchNorm's running variance) does not reach it."""
+    import random
+
+    import torch
+
+    path = tmp_path / "lecture.ipynb"
+    nbformat.write(lecture_notebook(EXPLORING_CELLS), path)
+    words = Path(os.environ[NAMES_ENV]).read_text().splitlines()
+    (tmp_path / "names.txt").write_text("\n".join(words) + "\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # execute sets it: undone after the test
+    namespace, notes = execute(path)
+    random.seed(42)
+    random.shuffle(words)
+    assert namespace["words"] == words  # random.shuffle(words) ran
+    torch.manual_seed(42)
+    assert torch.equal(namespace["model"].layers[0].weight, torch.randn(27, 24))  # so did torch.manual_seed(42)
+    norms = [layer for layer in namespace["model"].layers if hasattr(layer, "running_var")]
+    assert all(torch.isfinite(n.running_var).all() and n.training for n in norms)  # as the notebook built it
+    assert any("skipped (it trains" in note for note in notes), notes
+    # while the notebook's own model went on to NaN: its sampling cell says so
+    assert [n for n in notes if "Error" in n] == ["cell 16, line 1: RuntimeError: probability tensor contains "
+                                                  "either `inf`, `nan` or element < 0"], notes
 
 
 def test_lecture_style_notebook_is_graded(tmp_path):
+    """The lecture's part 5 as students run it: bare random.shuffle and torch.manual_seed calls, and
+    after training, a look at the model's output for one example while BatchNorm is still in training
+    mode (var of one number: NaN, had the grader kept it), then eval mode and split_loss."""
     path = tmp_path / "makemore_part5.ipynb"
-    nbformat.write(lecture_notebook(), path)
-    report = grade(path, Options(tier="hidden"))
+    nbformat.write(lecture_notebook(EXPLORING_CELLS), path)
+    report = grade(path, Options(tier="hidden", schedule="quick"))
     assert all(r.status == "pass" for r in report.results), [r for r in report.results if r.status != "pass"]
     covered = {r.row for r in report.results}
     assert {"2.1", "2.3", "3.1", "4.1", "5.1", "6.1"} <= covered  # its size says stage 6
