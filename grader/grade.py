@@ -195,9 +195,6 @@ def _notebook_plan(path: Path, tier: str) -> tuple[list[Check], tuple]:
     checks = [c for c in checks_for(tier) if c.exercise in covered or (c.stage in stages and not c.exercise)]
     if not notebook.accepts(path, "BatchNorm1d", "reduce_time"):  # the lecture's BatchNorm: always fixed
         checks = [c for c in checks if not (c.call.probe is batchnorm and not c.call.kwargs["reduce_time"])]
-    if not checks and "model" not in names:
-        raise GraderError(f"{path} defines none of the exercises ({', '.join(sorted(targets))}) and no `model`: "
-                          "nothing to grade")
     return checks, stages
 
 
@@ -206,7 +203,8 @@ def _notebook_stage(path: Path, covered: set[str], names: set[str]) -> tuple:
     stage N's model (its exercises put in place, the package's code around them); () for one whose
     stage's model has no part of its own (stage 3: stage 2's model at a longer context); else
     (None,): the notebook's own `model`, its stage read off its size. A notebook with no model of
-    its own gets a row that says so (probes.notebook_logits), never the package's model."""
+    its own (a fresh stage6.ipynb, a notebook of raw tensors) gets a row that says what it lacks
+    (probes.notebook_logits), never the package's model."""
     stage = notebook.stage_from_name(path)
     if stage is None:
         return (None,)

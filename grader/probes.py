@@ -263,11 +263,16 @@ def notebook_logits(recipe: dict, seed: int, train_x: torch.Tensor | None = None
 def _notebook_lacks() -> str:
     """What the notebook lacks to have a model of its own to train ("" nothing): a `model`, and
     layer classes of its own (a model of imported layers only is the package's or torch's)."""
+    from .notebook import NOTES
+
     own_classes = [v for v in NOTEBOOK.values() if isinstance(v, type) and v.__module__ == "__main__"]
     if "model" not in NOTEBOOK:
+        not_done = [note for note in NOTEBOOK.get(NOTES, []) if ": not done: " in note]
+        if not_done:  # a fresh notebook: its stub says which exercise (a stage-6 notebook's CONFIG)
+            return not_done[0].split(": not done: ", 1)[1]
         hint = (" (its `layers` list is not one: `model = Sequential(layers)` makes one)"
                 if isinstance(NOTEBOOK.get("layers"), list) else "")
-        lacks = f"no model: the notebook assigns no `model`{hint}, so it has no model of its own to train"
+        lacks = f"no model: the notebook has no `model`{hint}, so it has no model of its own to train"
         return lacks + ("; no layer classes: it defines none" if not own_classes else "")
     parts, stack = [], [NOTEBOOK["model"]]
     while stack:  # the model and every layer in it, through `layers` lists

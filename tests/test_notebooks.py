@@ -1,13 +1,14 @@
 """Notebook submissions: the lecture's own style, the student edition's notebooks, broken files."""
 
 import ast
+import json
 import os
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
-from fixtures.lecture_notebook import CELLS, EXPLORING_CELLS, lecture_notebook
+from fixtures.lecture_notebook import CELLS, EXPLORING_CELLS, PART2_CELLS, PART3_CELLS, lecture_notebook
 
 from makemore_wavenet.grader.__main__ import main as grader_main
 from makemore_wavenet.grader.exercises import exercises
@@ -195,3 +196,37 @@ def test_the_notebooks_grading_hint_is_a_command_the_grader_takes():
     [command] = re.findall(r"`(python -m makemore_wavenet.grader [^`]+)`", hint)
     args = build_parser().parse_args(command.split()[3:])
     assert args.command == "grade" and args.path == "notebooks/stage4.ipynb"
+
+
+def _graded_as_json(path: Path, tmp_path: Path, capsys, *args) -> tuple[int, dict, str]:
+    code = grader_main(["grade", str(path), "--json", str(tmp_path / "report.json"), *args])
+    return code, json.loads((tmp_path / "report.json").read_text()), capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cells, lacks", [(PART2_CELLS, "no layer classes"), (PART3_CELLS, "`layers` list")])
+def test_a_notebook_without_a_model_passes_nothing_it_does_not_define(cells, lacks, tmp_path, capsys):
+    """Part 2's raw tensors (C, W1, b1: no layer classes, no model) and part 3's `layers` list (no
+    model) define build_dataset, and part 3 a BatchNorm1d: those are graded, the package's model is
+    not trained in their place, and a row says what is missing."""
+    path = tmp_path / "makemore_part.ipynb"
+    nbformat.write(lecture_notebook(cells), path)
+    code, report, _ = _graded_as_json(path, tmp_path, capsys)
+    assert code == 1
+    results = report["results"]
+    assert not [r for r in results if "loss" in r["check"] and r["status"] == "pass"], results
+    [missing] = [r for r in results if r["row"] == "notebook"]
+    assert missing["status"] == "not done" and missing["message"].startswith("no model"), missing
+    assert lacks in missing["message"], missing
+    defined = {ex for ex, (_, name) in exercise_targets().items() if name in defined_names(path)}
+    assert {r["row"] for r in results if r["status"] == "pass"} <= defined, results
+
+
+def test_a_shipped_notebook_answers_for_its_stage_only_with_a_part_of_its_own(tmp_path):
+    """stage4.ipynb defines part of stage 4's model: the package's stage 4 with its parts trains.
+    stage3.ipynb defines only the windows (3.1): stage 3's model has no part of its own, no loss."""
+    from makemore_wavenet.grader.grade import _notebook_plan
+
+    for stage, expected in ((4, (4,)), (3, ())):
+        path = tmp_path / f"stage{stage}.ipynb"
+        nbformat.write(fill_in(stage_notebook(stage)), path)
+        assert _notebook_plan(path, "public")[1] == expected
