@@ -44,12 +44,27 @@ def cmd_grade(args) -> int:
                           "(a folder with shared/ and stages/)")
     report = grade(path, grading_options(args))
     print(report.table(every_check=args.every_check))
-    if report.log.strip() and any(r.status in ("error", "timeout") for r in report.results):
-        print("\nThe last of what the code printed (shown as is, never read as a result):")
-        print(report.log.rstrip())
+    if report.log.strip() and any(r.status in _log_worthy(is_notebook) for r in report.results):
+        if is_notebook:  # each grading process runs the notebook again: its output once
+            print("\nThe last of what the notebook printed, each line once, with its errors and warnings ([grader] "
+                  "lines are the grader's notes: what raised, what it skipped; never read as a result):")
+            print("\n".join(dict.fromkeys(report.log.rstrip().splitlines())))
+        else:
+            print("\nThe last of what the code printed (shown as is, never read as a result):")
+            print(report.log.rstrip())
     if args.json:
         print(f"report written to {report.save(args.json)}")
     return EXIT_PASS if report.passed == len(report.results) else EXIT_NOT_PASSED
+
+
+def _log_worthy(is_notebook: bool) -> set[str]:
+    """The statuses whose rows the log may explain: an error or a timeout always; in the student's
+    self-check a failed check too, and for a notebook a row not done (a cell that raised leaves its
+    definitions undone: the notes say which)."""
+    statuses = {"error", "timeout"}
+    if is_student():
+        statuses |= {"fail", "not done"} if is_notebook else {"fail"}
+    return statuses
 
 
 def cmd_grade_all(args) -> int:

@@ -204,13 +204,17 @@ def _graded_as_json(path: Path, tmp_path: Path, capsys, *args) -> tuple[int, dic
 
 
 @pytest.mark.parametrize("cells, lacks", [(PART2_CELLS, "no layer classes"), (PART3_CELLS, "`layers` list")])
-def test_a_notebook_without_a_model_passes_nothing_it_does_not_define(cells, lacks, tmp_path, capsys):
+def test_a_notebook_without_a_model_passes_nothing_it_does_not_define(cells, lacks, tmp_path, capsys, monkeypatch):
     """Part 2's raw tensors (C, W1, b1: no layer classes, no model) and part 3's `layers` list (no
     model) define build_dataset, and part 3 a BatchNorm1d: those are graded, the package's model is
-    not trained in their place, and a row says what is missing."""
+    not trained in their place, and a row says what is missing. In the student's self-check the
+    notebook's own notes (what it skipped, what raised) are shown below the table."""
+    import makemore_wavenet.grader.__main__ as cli
+
     path = tmp_path / "makemore_part.ipynb"
     nbformat.write(lecture_notebook(cells), path)
-    code, report, _ = _graded_as_json(path, tmp_path, capsys)
+    monkeypatch.setattr(cli, "is_student", lambda: True)  # the log as the self-check shows it
+    code, report, out = _graded_as_json(path, tmp_path, capsys)
     assert code == 1
     results = report["results"]
     assert not [r for r in results if "loss" in r["check"] and r["status"] == "pass"], results
@@ -219,6 +223,7 @@ def test_a_notebook_without_a_model_passes_nothing_it_does_not_define(cells, lac
     assert lacks in missing["message"], missing
     defined = {ex for ex, (_, name) in exercise_targets().items() if name in defined_names(path)}
     assert {r["row"] for r in results if r["status"] == "pass"} <= defined, results
+    assert "skipped (it trains" in out  # the log, with the notebook's notes
 
 
 def test_a_shipped_notebook_answers_for_its_stage_only_with_a_part_of_its_own(tmp_path):
