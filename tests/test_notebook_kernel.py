@@ -1,0 +1,98 @@
+"""The student edition's notebooks as students open them (marked e2e: `nox -s e2e`, `pytest -m e2e`).
+
+The edition is released and installed into a venv of its own (`pip install -e .`, as its README
+says; its dependencies come from this interpreter's packages, found after the venv's own, so
+nothing is downloaded), and a Jupyter kernel of that venv is registered (`ipykernel install`).
+Each shipped notebook, filled with the master's solutions, then runs top to bottom in that kernel
+(nbclient), which must import the edition, not the master. Each notebook's grading hint runs as
+printed, on the fresh notebook and on the filled one: it grades (exit 0 or 1), never exits 2 or 3.
+"""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from test_notebooks import fill_in
+
+from makemore_wavenet.grader.exercises import exercises
+
+pytestmark = pytest.mark.e2e
+
+KERNEL = "makemore"  # the name the edition's README registers the kernel under
+STAGES = sorted({ex.stage for ex in exercises().values()})
+
+
+def clean_env() -> dict:
+    """This run's environment without what would point a child at the master: no PYTHONPATH, no venv."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+
+
+def run(args, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in args], cwd=cwd, env=clean_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> dict:
+    """The released edition, installed into a venv with a kernel of its own: its paths."""
+    tmp = tmp_path_factory.mktemp("kernel")
+    edition, venv = tmp / "student", tmp / "venv"
+    assert run([sys.executable, "-m", "makemore_wavenet.grader", "release", "--out", edition], tmp).returncode == 0
+    assert run([sys.executable, "-m", "venv", venv], tmp).returncode == 0
+    python = venv / "bin" / "python"
+    site = run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp).stdout.strip()
+    runner = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    Path(site, "test_runner_packages.pth").write_text("\n".join(runner) + "\n")  # after the venv's own
+    out = run([python, "-m", "pip", "install", "-q", "--no-deps", "-e", "."], edition)
+    assert out.returncode == 0, out.stderr
+    # the README's `python -m ipykernel install --user --name makemore`, into a folder of the test's own
+    out = run([python, "-m", "ipykernel", "install", "--prefix", tmp / "jupyter", "--name", KERNEL], tmp)
+    assert out.returncode == 0, out.stderr
+    return {"edition": edition, "python": python, "kernels": tmp / "jupyter" / "share" / "jupyter" / "kernels"}
+
+
+def execute_in_kernel(nb: nbformat.NotebookNode, installed: dict) -> nbformat.NotebookNode:
+    """Run every cell in the edition's kernel, from the edition's folder; a cell that raises fails."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    specs = KernelSpecManager(kernel_dirs=[str(installed["kernels"])])
+    km = KernelManager(kernel_name=KERNEL, kernel_spec_manager=specs)
+    client = NotebookClient(nb, km=km, timeout=600, resources={"metadata": {"path": str(installed["edition"])}})
+    return client.execute(env=clean_env())
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_filled_notebook_runs_top_to_bottom_in_the_editions_kernel(stage, installed):
+    path = installed["edition"] / "notebooks" / f"stage{stage}.ipynb"
+    nb = fill_in(nbformat.read(path, as_version=4))
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import makemore_wavenet.shared as shared\nfrom makemore_wavenet.shared.edition import is_student\n"
+        "print(shared.__file__, is_student())"))
+    done = execute_in_kernel(nb, installed)
+    seen = "".join(o.get("text", "") for o in done.cells[-1].outputs)
+    assert seen.startswith(str(installed["edition"])) and seen.strip().endswith("True"), seen
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_grading_hint_runs_as_printed(stage, installed, tmp_path):
+    """From the edition's folder, with the edition's python: on the fresh notebook, then on it filled."""
+    edition, python = installed["edition"], installed["python"]
+    path = edition / "notebooks" / f"stage{stage}.ipynb"
+    fresh = nbformat.read(path, as_version=4)
+    [command] = re.findall(r"`(python -m makemore_wavenet.grader [^`]+)`", fresh.cells[-1].source)
+    argv = [python, *shlex.split(command)[1:]]
+    try:
+        for nb in (fresh, fill_in(nbformat.reads(nbformat.writes(fresh), as_version=4))):
+            nbformat.write(nb, path)
+            out = run(argv, edition, timeout=900)
+            assert out.returncode in (0, 1), f"{command} exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
+            assert "PUBLIC checks only" in out.stdout
+    finally:
+        nbformat.write(fresh, path)
