@@ -117,6 +117,23 @@ def test_the_graded_model_is_the_one_the_notebook_built(tmp_path, monkeypatch):
                                                   "either `inf`, `nan` or element < 0"], notes
 
 
+def test_the_model_copy_takes_a_forward_pass_output_detached():
+    """A layer's `.out` from a forward pass with autograd on is no leaf, which deepcopy refuses."""
+    import torch
+
+    from makemore_wavenet.grader.notebook import snapshot
+
+    class Layer:
+        pass
+
+    layer = Layer()
+    layer.weight = torch.randn(3, 2, requires_grad=True)
+    layer.out = torch.ones(1, 3) @ layer.weight
+    [copied] = snapshot([layer])
+    assert copied.weight is not layer.weight and copied.weight.requires_grad
+    assert torch.equal(copied.out, layer.out.detach()) and copied.out.grad_fn is None
+
+
 def test_lecture_style_notebook_is_graded(tmp_path):
     """The lecture's part 5 as students run it: bare random.shuffle and torch.manual_seed calls, and
     after training, a look at the model's output for one example while BatchNorm is still in training
