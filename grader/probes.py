@@ -74,8 +74,10 @@ def stage_config(stage: int) -> dict:
 
 
 def init_scales(stage: int, seed: int) -> dict:
-    """std(W) * sqrt(fan_in) of every Linear in the freshly built model: about 1, and about 0.1
-    for the last layer, when weights are randn / sqrt(fan_in) and the last is scaled by 0.1."""
+    """The power of ten of std(W) * sqrt(fan_in) of every Linear in the freshly built model: 0 (about
+    1), and -1 (about 0.1) for the last layer, when weights are randn / sqrt(fan_in) and the last is
+    scaled by 0.1. Rounded, so that a configuration of the student's own (other layer sizes, other
+    random draws) does not change it."""
     from makemore_wavenet.stages import get_stage
 
     s = get_stage(stage)
@@ -83,8 +85,8 @@ def init_scales(stage: int, seed: int) -> dict:
     model = s.build_model(s.config)
     kinds = tuple(getattr(_layers(), name) for name in ("Linear", "CausalConv1d") if hasattr(_layers(), name))
     linears = [m for m in model.modules() if isinstance(m, kinds)]
-    return {"weight_scales": torch.tensor([m.weight.std().item() * m.weight.shape[0] ** 0.5 for m in linears],
-                                          dtype=torch.float64)}
+    scales = torch.tensor([m.weight.std().item() * m.weight.shape[0] ** 0.5 for m in linears], dtype=torch.float64)
+    return {"weight_scales_log10": scales.log10().round()}
 
 
 def mlp_forward(x: torch.Tensor, training: bool, seed: int) -> dict:
@@ -159,7 +161,8 @@ def hierarchical(x: torch.Tensor, n_embd: int, n_hidden: int, training: bool, se
     from makemore_wavenet.shared.config import ModelConfig
     from makemore_wavenet.stages import count_parameters, get_stage
 
-    config = ModelConfig(block_size=x.shape[1], n_embd=n_embd, n_hidden=n_hidden)
+    # stage 4's BatchNorm (batch dim only), so that exercise 4.2 does not stand on 5.1
+    config = ModelConfig(block_size=x.shape[1], n_embd=n_embd, n_hidden=n_hidden, bn_reduce_time=False)
     torch.manual_seed(seed)
     with float64():
         model = get_stage(4).build_model(config)

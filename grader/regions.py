@@ -60,15 +60,16 @@ def stub(exercise_id: str, indent: str) -> list[str]:
             f'{indent}raise NotImplementedError("exercise {ex.id} ({ex.title}) is not done yet")']
 
 
-def student_text(text: str) -> str:
-    """A file's text as the student edition has it: every region stubbed."""
+def student_text(text: str, done: frozenset[str] = frozenset()) -> str:
+    """A file's text as the student edition has it: every region stubbed, but the exercises in
+    `done`, whose solutions stay (a student who has done those; the tests use it)."""
     lines = text.splitlines()
     out, skipping = [], False
     for line in lines:
-        if m := BEGIN.match(line):
+        if (m := BEGIN.match(line)) and m["id"] not in done:
             out.extend(stub(m["id"], m["indent"]))
             skipping = True
-        elif END.match(line):
+        elif END.match(line) or BEGIN.match(line):
             skipping = False
         elif not skipping:
             out.append(line)

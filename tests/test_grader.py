@@ -1,6 +1,7 @@
 """The grader: the answer key passes, the fresh student edition is "not done", broken and hostile
 submissions are caught with the right status, and the edition leaks nothing."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -336,3 +337,33 @@ def test_a_bug_in_the_grader_exits_3_with_its_traceback(monkeypatch, capsys, tmp
     assert grader_main(["grade", str(copy_master(tmp_path)), "--skip-loss"]) == 3
     err = capsys.readouterr().err
     assert "ZeroDivisionError" in err and "Traceback" in err and "the grader failed" in err
+
+
+def test_a_configuration_of_its_own_is_that_rows_fail_and_its_windows_are_built_with_it(tmp_path):
+    """block_size 7 in stage 3: the configuration row fails with its hint; the model, whose Linear
+    takes 70 inputs, trains on windows of 7 and its loss is measured, with no error elsewhere."""
+    root = patch(copy_master(tmp_path), "stages/stage3_block_size_8/model.py", "block_size=8", "block_size=7")
+    report = grade(root, Options(stages=(3,)))
+    rows = {r.check.split(" <=")[0]: r for r in by_exercise(report, "stage 3")}
+    assert rows["configuration and parameter count"].status == "fail"
+    assert "block_size" in rows["configuration and parameter count"].message
+    assert rows["initial weight scale"].status == "pass"
+    assert rows["val loss"].status in ("pass", "fail") and 2.0 < rows["val loss"].value < 2.5
+    assert not [r for r in report.results if r.status == "error"]
+
+
+@pytest.mark.parametrize("size", [0, 10_000])
+def test_a_block_size_no_windows_are_built_for_is_a_failed_loss_row(tmp_path, size):
+    root = patch(copy_master(tmp_path), "stages/stage3_block_size_8/model.py", "block_size=8", f"block_size={size}")
+    report = grade(root, Options(stages=(3,)))
+    [loss] = [r for r in by_exercise(report, "stage 3") if r.check.startswith("val loss")]
+    assert loss.status == "fail" and f"block_size {size}" in loss.message
+
+
+def test_an_error_is_located_in_the_submissions_own_file(tmp_path):
+    root = patch(copy_master(tmp_path), "shared/layers.py", "return self.weight[ix]  # (B, T) -> (B, T, C)",
+                 "return None")
+    report = grade(root, Options(stages=(2,)))
+    [loss] = [r for r in by_exercise(report, "stage 2") if r.check.startswith("val loss")]
+    assert loss.status == "error" and re.search(r"\(at shared/layers\.py:\d+\)", loss.message), loss.message
+    assert "trainer.py" not in loss.message
