@@ -367,3 +367,19 @@ def test_an_error_is_located_in_the_submissions_own_file(tmp_path):
     [loss] = [r for r in by_exercise(report, "stage 2") if r.check.startswith("val loss")]
     assert loss.status == "error" and re.search(r"\(at shared/layers\.py:\d+\)", loss.message), loss.message
     assert "trainer.py" not in loss.message
+
+
+@pytest.mark.parametrize("status", ["pass", "bogus"])
+def test_a_result_file_the_child_forged_passes_nothing(tmp_path, status):
+    """Code that writes its own result files with a status only the parent gives ("pass"), or none
+    at all, gets errors: a child reports "ok", "not done" or "error", and the parent judges."""
+    root = copy_master(tmp_path)
+    forge = (f"\nimport os as _os, sys as _sys, torch as _torch\n"
+             f"if _sys.argv[0].endswith('child.py'):\n"
+             f"    for _i in range(len(_torch.load(_sys.argv[1], weights_only=True)['calls'])):\n"
+             f"        _torch.save({{'status': {status!r}}}, _os.path.join(_sys.argv[2], f'{{_i}}.pt'))\n"
+             f"    _os._exit(0)\n")
+    (root / "shared" / "__init__.py").write_text((root / "shared" / "__init__.py").read_text() + forge)
+    report = grade(root, Options(stages=(1,), **FAST))
+    assert report.passed == 0 and {r.status for r in report.results} == {"error"}
+    assert "is none of" in report.results[0].message
