@@ -114,11 +114,11 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
         stages = options.graded_stages()
         checks = checks_for(options.tier, stages)
     stages = stages if options.losses else ()
+    trained = [s for s in stages if s is not None]  # None: a lecture-style notebook's own model
     order = {check_key(c): i for i, c in enumerate(checks_for(options.tier))}  # exercises first, in course order
-    checks = sorted(checks + _needed_checks(checks, stages, options.tier), key=lambda c: order[check_key(c)])
+    checks = sorted(checks + _needed_checks(checks, trained, options.tier), key=lambda c: order[check_key(c)])
     references = references if references is not None else reference_values(checks)
     # round 1: the exercise checks, and each trained stage's configuration as the submission reports it
-    trained = [s for s in stages if s is not None]
     config_calls = [Call(stage_config, {"stage": s}) for s in trained]
     outcomes, log = run_calls(submission, [c.call for c in checks] + config_calls, options.limits, files=files)
     results = [_judge(check, references[check_key(check)], outcome) for check, outcome in zip(checks, outcomes)]
@@ -139,15 +139,18 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
     return report
 
 
-def _needed_checks(checks: list[Check], stages, tier: str) -> list[Check]:
-    """The checks of the exercises that the graded stages are built from and that `checks` lack:
-    a row that waits on 2.1 shows 2.1's row too (grading --stage 4 grades what stage 4 stands on)."""
-    rows = {c.stage for c in checks if not c.exercise or c.exercise == get_stage(c.stage).loss_exercise}
-    needs = {ex for n in rows | {s for s in stages if s is not None} for ex in _needs(get_stage(n), training=False)}
-    if stages:
-        needs |= {ex for n in stages if n is not None for ex in _needs(get_stage(n), training=True)}
+def _needed_checks(checks: list[Check], trained: list[int], tier: str) -> list[Check]:
+    """The checks of the exercises that the graded stages stand on and that `checks` lack: a row
+    that waits on 2.1 shows 2.1's row too (grading --stage 4 grades what stage 4 stands on)."""
+    needs = {ex for c in checks if _is_stage_check(c) for ex in _needs(get_stage(c.stage), training=False)}
+    needs |= {ex for n in trained for ex in _needs(get_stage(n), training=True)}
     have = {c.exercise for c in checks}
     return [c for c in checks_for(tier) if c.exercise in needs - have]
+
+
+def _is_stage_check(check: Check) -> bool:
+    """A stage's own check (configuration, initial scale), in its row: not one exercise's."""
+    return not check.exercise or check.exercise == get_stage(check.stage).loss_exercise
 
 
 def _needs(stage: Stage, training: bool) -> tuple[str, ...]:
@@ -167,8 +170,8 @@ def _settle(results: list[CheckResult], checks: list[Check], trained) -> list[Ch
             r.status, r.message = "not done", messages[r.row]
     unfinished = _unfinished(results)
     for check, r in zip(checks, results):
-        if check.exercise and check.exercise != get_stage(check.stage).loss_exercise:
-            continue  # an exercise's own check
+        if not _is_stage_check(check):
+            continue
         needs = _needs(get_stage(check.stage), training=check.stage in trained)  # the row's, loss check included
         if waiting := [ex for ex in needs if ex in unfinished]:
             r.status, r.message = "waiting", waits_on(waiting)
@@ -349,7 +352,9 @@ def _valid_checkpoint(submission: Path, stage: int, recipe, model_config: dict) 
         ckpt = ckpt_io.load(path)
     except ckpt_io.CheckpointError:
         return ""
-    same = ckpt["recipe"] == recipe and ckpt["runtime"].seed == GRADER_SEED
+    config = ckpt["model_config"]
+    same = (ckpt["recipe"] == recipe and ckpt["runtime"].seed == GRADER_SEED
+            and (config if isinstance(config, dict) else asdict(config)) == model_config)
     return str(path) if ckpt.get("stage") == stage and same else ""
 
 
