@@ -54,7 +54,7 @@ def cmd_grade(args) -> int:
             print(report.log.rstrip())
     if args.json:
         print(f"report written to {report.save(args.json)}")
-    return EXIT_PASS if report.passed == len(report.results) else EXIT_NOT_PASSED
+    return EXIT_PASS if report.results and report.passed == len(report.results) else EXIT_NOT_PASSED
 
 
 def _log_worthy(is_notebook: bool) -> set[str]:

@@ -68,6 +68,8 @@ class Report:
 
     def summary(self) -> str:
         n = len(self.results)
+        if not n:
+            return "Nothing was graded: the submission defines no exercise and no model for the stages asked for."
         if self.tier == "public":
             if self.passed == n:
                 return (f"All {n} public checks passed. Hidden checks were not run: your instructor's grading "

@@ -260,3 +260,10 @@ def test_a_shipped_notebook_answers_for_its_stage_only_with_a_part_of_its_own(tm
         path = tmp_path / f"stage{stage}.ipynb"
         nbformat.write(fill(stage_notebook(stage)), path)
         assert _notebook_plan(path, "public")[1] == expected
+
+
+def test_a_notebook_with_nothing_to_grade_does_not_pass(tmp_path, capsys):
+    path = tmp_path / "scratch.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1 + 1")]), path)
+    assert grader_main(["grade", str(path), "--skip-loss"]) == 1
+    assert "Nothing was graded" in capsys.readouterr().out
