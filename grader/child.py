@@ -69,21 +69,24 @@ def describe(err: BaseException, root: Path | None = None) -> dict:
     if isinstance(err, MemoryError) or "can't allocate memory" in str(err) or "not enough memory" in str(err):
         return {"status": "error", "message": f"out of memory: {type(err).__name__}: {str(err)[:200]}"}
     frames = traceback.extract_tb(err.__traceback__)
-    where = next((f"{_shown(f.filename, root)}:{f.lineno}" for f in reversed(frames) if _theirs(f.filename, root)), "")
+    where = next((_location(f, root) for f in reversed(frames) if _theirs(f.filename, root)), "")
     message = f"{type(err).__name__}: {str(err)[:500]}" + (f" (at {where})" if where else "")
     return {"status": "error", "message": message}
 
 
 def _theirs(filename: str, root: Path | None) -> bool:
-    if filename.startswith("<notebook"):
+    if filename.startswith("<cell "):  # a notebook's code cell (notebook.execute)
         return True
     if root is None or root.suffix == ".ipynb":
         return False
     return Path(filename).resolve().is_relative_to(root)
 
 
-def _shown(filename: str, root: Path | None) -> str:
-    return filename.strip("<>") if filename.startswith("<") else str(Path(filename).resolve().relative_to(root))
+def _location(frame: traceback.FrameSummary, root: Path | None) -> str:
+    """'shared/layers.py:91', or a notebook's 'cell 3, line 12'."""
+    if frame.filename.startswith("<"):
+        return f"{frame.filename.strip('<>')}, line {frame.lineno}"
+    return f"{Path(frame.filename).resolve().relative_to(root)}:{frame.lineno}"
 
 
 def main(job_path: str, out_dir: str, start: str) -> None:

@@ -267,3 +267,15 @@ def test_a_notebook_with_nothing_to_grade_does_not_pass(tmp_path, capsys):
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1 + 1")]), path)
     assert grader_main(["grade", str(path), "--skip-loss"]) == 1
     assert "Nothing was graded" in capsys.readouterr().out
+
+
+def test_an_error_in_a_notebook_names_its_cell_and_line(tmp_path):
+    nb = fill_in(stage_notebook(2))
+    [cell] = [c for c in nb.cells if c.cell_type == "code" and "class Embedding" in c.source]
+    cell.source = cell.source.replace("return self.weight[ix]", "return self.weight[ix] + 'oops'")
+    number = [c for c in nb.cells if c.cell_type == "code"].index(cell) + 1
+    path = tmp_path / "stage2.ipynb"
+    nbformat.write(nb, path)
+    report = grade(path, Options(losses=False))
+    [embedding] = [r for r in report.results if r.row == "2.1"]
+    assert embedding.status == "error" and re.search(rf"\(at cell {number}, line \d+\)", embedding.message), embedding
