@@ -181,6 +181,9 @@ def test_the_readmes_class_command_fills_the_leaderboards_with_tied_ranks(tmp_pa
     out = run(command, tmp_path, clean_env(), timeout=1200)  # cwd tmp_path: its gradebook.db lands there
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "3 submissions graded" in out.stdout, out.stdout
+    # the same work, all of it right: every student passes every check (else the boards below miss them)
+    table = dict(line.split()[:2] for line in out.stdout.splitlines() if line.split()[:1] in ([s] for s in students))
+    assert len(table) == 3 and all(a == b for a, b in (v.split("/") for v in table.values())), out.stdout
     gradebook = command[command.index("--gradebook") + 1] if "--gradebook" in command else "gradebook.db"
     assert (tmp_path / gradebook).is_file()
 
