@@ -8,8 +8,9 @@ before a crash or a hang. Everything the submission prints goes to this process'
 which the parent stores as a log and never parses.
 
 In the instructor's grading, a loss check trains the submission's model with the instructor's own
-training loop: the installed (master) `shared` package, loaded under a private name before the
-submission's code is, so that nothing the submission defines or a notebook overlays replaces it.
+training loop: the installed (master) edition's shared/loop.py, loaded alone under a private name
+before the submission's code is, so that nothing the submission defines or a notebook overlays
+replaces it.
 The student edition has no such reference: its self-check trains with the student's own code.
 """
 
@@ -24,19 +25,22 @@ from pathlib import Path
 import torch
 
 _save, _replace = torch.save, os.replace  # held before any submission code can patch them
-REFERENCE = "_grader_reference"  # the private name of the instructor's `shared` package in the child
+REFERENCE = "_grader_loop"  # the private name of the instructor's training loop (shared/loop.py) in the child
 
 
 def load_reference():
-    """The installed `shared` package's trainer under a private name, or None in the student edition
-    (whose installed package is the student's own code)."""
+    """The installed edition's training loop, shared/loop.py (one file that imports nothing of the
+    project, and holds no exercise), under a private name; None in the student edition, whose
+    installed package is the student's own code."""
     from makemore_wavenet.shared.edition import is_student
 
     if is_student():
         return None
     location = importlib.util.find_spec("makemore_wavenet.shared").submodule_search_locations
-    _load_package(REFERENCE, Path(list(location)[0]))
-    return importlib.import_module(f"{REFERENCE}.trainer")
+    spec = importlib.util.spec_from_file_location(REFERENCE, Path(list(location)[0]) / "loop.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def use_submission(root: Path) -> None:

@@ -23,7 +23,7 @@ import torch
 
 import torch.nn.functional as F
 
-from makemore_wavenet.shared.config import Runtime
+from makemore_wavenet.shared.config import Runtime, TrainConfig
 from makemore_wavenet.shared.data import IGNORE, build_dataset, build_names, load_splits, load_words, names_path
 from makemore_wavenet.shared.edition import is_student
 from makemore_wavenet.shared.errors import ConfigError
@@ -34,7 +34,7 @@ from .checks import PUBLIC_SEED, PUBLIC_SIZES, Check, compare, exercise_checks
 from .exercises import challenge_stage, exercises
 from .probes import batchnorm, notebook_logits, own_stage_logits, stage_config, stage_logits
 from .report import CheckResult, Loss, Report
-from .sandbox import LOG_TAIL, Call, Limits, run_calls
+from .sandbox import LOG_TAIL, Call, Limits, Session, run_calls
 from .thresholds import Thresholds
 
 EXPECTED_FILE = Path(__file__).resolve().parent / "expected" / "public.pt"  # the student edition's references
@@ -120,18 +120,21 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
     references = references if references is not None else reference_values(checks)
     # round 1: the exercise checks, and each trained stage's configuration as the submission reports it
     config_calls = [Call(stage_config, {"stage": s}) for s in trained]
-    outcomes, log = run_calls(submission, [c.call for c in checks] + config_calls, options.limits, files=files)
+    session = Session(options.limits, options.tier)  # the sandbox and the time budget of both rounds
+    outcomes, log = run_calls(submission, [c.call for c in checks] + config_calls, options.limits, files=files,
+                              session=session)
     results = [_judge(check, references[check_key(check)], outcome) for check, outcome in zip(checks, outcomes)]
     results = _settle(results, checks, trained)
     configs = dict(zip(trained, outcomes[len(checks):]))
     if submission.suffix == ".ipynb" and (unparsed := notebook.program(submission)[1]):
         results.append(CheckResult(None, "notebook", "every code cell parses", "public", "error", "; ".join(unparsed)))
     report = Report(submission=str(submission), tier=options.tier, schedule=options.schedule, results=results,
-                    log=log, test_source=str(options.test_names) if options.test_names else "course split")
+                    log=log, test_source=str(options.test_names) if options.test_names else "course split",
+                    **session.report_fields())
     # round 2: train each stage whose needs are done
     loss_calls, loss_jobs = _loss_calls(submission, options, stages, configs, _unfinished(results), report)
     if loss_calls:
-        loss_outcomes, loss_log = run_calls(submission, loss_calls, options.limits, files=files)
+        loss_outcomes, loss_log = run_calls(submission, loss_calls, options.limits, files=files, session=session)
         report.log = (report.log + loss_log)[-LOG_TAIL:]
         for job, outcome in zip(loss_jobs, loss_outcomes):
             _judge_losses(job, outcome, options, report)
@@ -285,8 +288,8 @@ def _stage_call(submission: Path, options: Options, stage: int, config) -> tuple
     source = ("from the submission's checkpoint" if ckpt else
               f"trained with its {s.entry_file} ({steps}, the grader's seed)" if options.schedule == "challenge"
               else f"trained with the grader's schedule ({steps})")
-    call = Call(stage_logits, {"stage": stage, "model_config": model_config, "recipe": asdict(the_plan.recipe),
-                               "seed": GRADER_SEED, "checkpoint": ckpt, **data})
+    call = Call(stage_logits, {"stage": stage, "model_config": model_config, "seed": GRADER_SEED, "checkpoint": ckpt,
+                               **_training(the_plan.recipe), **data})
     return call, {"stage": stage, "targets": targets, "source": source}
 
 
@@ -312,9 +315,16 @@ def _notebook_call(submission: Path, options: Options) -> tuple[Call, dict]:
         data, targets = {"names": _names(options), "block_size": block_size}, None
     else:
         data, targets = _instructor_data(options, block_size, whole_names=False)
-    call = Call(notebook_logits, {"recipe": asdict(the_plan.recipe), "seed": GRADER_SEED, **data})
+    call = Call(notebook_logits, {"seed": GRADER_SEED, **_training(the_plan.recipe), **data})
     source = f"the notebook's own model, trained with the grader's schedule ({the_plan.recipe.steps:,} steps)"
     return call, {"stage": None, "targets": targets, "source": source}
+
+
+def _training(recipe: TrainConfig) -> dict:
+    """The recipe for the child, and each step's learning rate, computed here: the instructor's loop
+    in the child takes them as numbers."""
+    lrs = torch.tensor([recipe.lr_at(i) for i in range(recipe.steps)], dtype=torch.float64)
+    return {"recipe": asdict(recipe), "lrs": lrs}
 
 
 def _names(options: Options) -> str:

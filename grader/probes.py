@@ -238,7 +238,8 @@ def wavenet_block(x: torch.Tensor, real: torch.Tensor, n_hidden: int, dilation: 
 
 
 def notebook_logits(recipe: dict, seed: int, train_x: torch.Tensor | None = None, train_y: torch.Tensor | None = None,
-                    eval_x: list | None = None, names: str = "", block_size: int = 0) -> dict:
+                    eval_x: list | None = None, lrs: torch.Tensor | None = None, names: str = "",
+                    block_size: int = 0) -> dict:
     """Train the notebook's own `model` (as the notebook built it) with the grader's schedule. The
     instructor's grading gives the grader's windows (train_x, train_y, eval_x); the student's
     self-check gives `names` and `block_size`, the windows are the student's own code's (the
@@ -248,7 +249,7 @@ def notebook_logits(recipe: dict, seed: int, train_x: torch.Tensor | None = None
     missing = _notebook_lacks()
     if missing:
         raise NotImplementedError(missing)
-    trainer, targets = _trainer(), None
+    targets = None
     if names:
         from makemore_wavenet.shared.data import load_splits
 
@@ -258,8 +259,8 @@ def notebook_logits(recipe: dict, seed: int, train_x: torch.Tensor | None = None
     model = NotebookModel(NOTEBOOK["model"])
     params = sum(p.numel() for p in model.parameters())
     torch.manual_seed(seed)  # the batches follow the grader's seed, whatever ran before
-    _train(trainer, model, train_x, train_y, recipe, whole_names=False)
-    result = {"logits": _logits(model, eval_x, trainer.EVAL_BATCH), "params": params}
+    _train(model, train_x, train_y, recipe, whole_names=False, lrs=lrs)
+    result = {"logits": _logits(model, eval_x), "params": params}
     return result if targets is None else {**result, "targets": targets}
 
 
@@ -287,13 +288,13 @@ def _notebook_lacks() -> str:
     return ""
 
 
-def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, recipe: dict, seed: int,
-                 model_config: dict, checkpoint: str = "") -> dict:
+def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, recipe: dict,
+                 lrs: torch.Tensor, seed: int, model_config: dict, checkpoint: str = "") -> dict:
     """The instructor's loss check: build the submission's model from `model_config` (the fields of
     the configuration the submission reported, or its challenge entry's), train it on the grader's
-    windows with the grader's recipe (a TrainConfig's fields), seed and training loop, or load the
-    student's checkpoint; then return the logits for each of eval_x: the parent, not the
-    submission, turns them into losses."""
+    windows with the grader's recipe (a TrainConfig's fields; `lrs`, each step's learning rate),
+    seed and training loop, or load the student's checkpoint; then return the logits for each of
+    eval_x: the parent, not the submission, turns them into losses."""
     from makemore_wavenet.stages import get_stage, load_model
 
     if checkpoint:
@@ -303,8 +304,8 @@ def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_
         config = type(s.config)(**model_config)
         torch.manual_seed(seed)
         model = s.build_model(config)
-        _train(REFERENCE, model, train_x, train_y, recipe, config.whole_names)
-    return {"logits": _logits(model, eval_x, REFERENCE.EVAL_BATCH)}
+        _train(model, train_x, train_y, recipe, config.whole_names, lrs)
+    return {"logits": _logits(model, eval_x)}
 
 
 def own_stage_logits(stage: int, schedule: str, names: str, seed: int, entry: str = "", runs: str = "",
@@ -314,7 +315,6 @@ def own_stage_logits(stage: int, schedule: str, names: str, seed: int, entry: st
     student's checkpoint, when it was trained with this plan and seed. Returns the val logits and
     their targets."""
     from makemore_wavenet.shared import checkpoint as ckpt_io
-    from makemore_wavenet.shared import trainer
     from makemore_wavenet.stages import checkpoint_path, load_model, plan, splits_for
 
     the_plan = plan(stage, schedule, entry=entry or None)
@@ -329,30 +329,35 @@ def own_stage_logits(stage: int, schedule: str, names: str, seed: int, entry: st
     else:
         torch.manual_seed(seed)
         model = the_plan.stage.build_model(the_plan.model)
-        _train(trainer, model, *splits["train"], asdict(the_plan.recipe), the_plan.model.whole_names)
+        _train(model, *splits["train"], asdict(the_plan.recipe), the_plan.model.whole_names)
     X, Y = splits["val"]
-    return {"logits": _logits(model, [X], trainer.EVAL_BATCH), "targets": [Y],
+    return {"logits": _logits(model, [X]), "targets": [Y],
             "checkpoint": bool(ckpt and path)}
 
 
-def _trainer():
-    """The trainer module a loss check trains with: the instructor's (REFERENCE), or in the student
-    edition the student's own."""
-    from makemore_wavenet.shared import trainer
+def _train(model, train_x: torch.Tensor, train_y: torch.Tensor, recipe: dict, whole_names: bool,
+           lrs: torch.Tensor | None = None) -> None:
+    """Train with the recipe (a TrainConfig's fields): in the instructor's grading with the
+    instructor's loop (REFERENCE) and torch's optimizer, at the learning rates `lrs` the parent
+    computed; in the student's self-check with the student's own trainer, on its plain engine (the
+    fast engine computes the library's own layers, not the submission's code)."""
+    if REFERENCE is not None:
+        REFERENCE.train_with_torch(model, train_x, train_y, lrs=lrs, batch_size=recipe["batch_size"],
+                                   optimizer=recipe["optimizer"], weight_decay=recipe["weight_decay"],
+                                   whole_names=whole_names, recompute=recipe["recompute_batchnorm"])
+        return
+    from makemore_wavenet.shared.trainer import TrainConfig, train
 
-    return REFERENCE or trainer
-
-
-def _train(trainer, model, train_x: torch.Tensor, train_y: torch.Tensor, recipe: dict, whole_names: bool) -> None:
-    """`trainer`'s loop with the grader's recipe, always on the plain engine: the fast engine computes
-    the library's own layers and would train what the layers should be, not the submission's code."""
-    config = trainer.TrainConfig(**recipe)
-    trainer.train(model, train_x, train_y, config, engine="plain", whole_names=whole_names, progress=False)
+    train(model, train_x, train_y, TrainConfig(**recipe), engine="plain", whole_names=whole_names, progress=False)
 
 
 @torch.no_grad()
-def _logits(model, eval_x: list, batch: int) -> list:
-    """The model's logits for each tensor of contexts, in eval mode, in batches."""
+def _logits(model, eval_x: list) -> list:
+    """The model's logits for each tensor of contexts, in eval mode, in batches of the loop's EVAL_BATCH."""
+    if REFERENCE is not None:
+        batch = REFERENCE.EVAL_BATCH
+    else:
+        from makemore_wavenet.shared.loop import EVAL_BATCH as batch
     model.eval()
     return [torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)]) for x in eval_x]
 

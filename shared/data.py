@@ -25,6 +25,7 @@ from torch import Tensor
 
 from .edition import is_student
 from .errors import ConfigError, UserError
+from .loop import IGNORE  # the target of a padding position: cross-entropy skips it
 
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
@@ -150,9 +151,6 @@ def build_dataset(words: list[str], block_size: int) -> tuple[Tensor, Tensor]:
             context = context[1:] + [ix]  # crop and append
     # END EXERCISE 3.1
     return torch.tensor(X, dtype=torch.long).view(-1, block_size), torch.tensor(Y, dtype=torch.long)
-
-
-IGNORE = -100  # the target of a padding position: cross-entropy skips it (torch's ignore_index)
 
 
 def build_names(words: list[str], block_size: int) -> tuple[Tensor, Tensor]:

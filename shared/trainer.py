@@ -1,11 +1,11 @@
 """One trainer for every stage: the lecture's loop, minus its per-step overheads.
 
 The math is the lecture's: a minibatch drawn with torch.randint, cross-entropy, backward, and plain
-SGD `p -= lr * p.grad`. The plain engine (`sgd_step`, autograd) avoids a Python loop over parameters
-(one foreach update) and reading the loss back every step (a `.item()` is a device sync; losses
-are read once per 1000). Runtime.engine picks a faster step with the same math instead:
-shared/fast.py's hand-written backward, or that step compiled. `run_seeds` trains K seeds of a
-model at once, as one batched model on the fast engine.
+SGD `p -= lr * p.grad`; the loop around the step is shared/loop.py's. The plain engine (`sgd_step`,
+autograd) avoids a Python loop over parameters (one foreach update) and reading the loss back every
+step (a `.item()` is a device sync; losses are read once per 1000). Runtime.engine picks a faster
+step with the same math instead: shared/fast.py's hand-written backward, or that step compiled.
+`run_seeds` trains K seeds of a model at once, as one batched model on the fast engine.
 """
 
 from __future__ import annotations
@@ -16,27 +16,17 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from . import checkpoint, fast
 from .config import ModelConfig, Runtime, TrainConfig
 from .data import IGNORE, SPLITS, Splits
 from .device import model_device, resolve_device
-from .layers import BatchNorm1d, Module, evaluating
+from .layers import Module, evaluating
+from .loop import EVAL_BATCH, cross_entropy, loop, name_batches, optimizer_step, torch_optimizer, window_batches
+from .loop import recompute_batchnorm  # noqa: F401  (the trainer's too: `from shared.trainer import ...`)
 from .plots import save_loss_plot
 
-LOG_EVERY = 1000  # steps between reads of the loss (progress bar, loss log)
-EVAL_BATCH = 8192  # examples a forward pass takes in evaluation: a whole split may not fit a GPU
-
-
-def cross_entropy(logits: Tensor, Y: Tensor, reduction: str = "mean") -> Tensor:
-    """Cross-entropy of logits (..., vocab_size) against targets (...): one target per example
-    (logits (B, vocab_size)), or one per position of a name (logits (B, T, vocab_size), stage 7
-    on), where padding targets (data.IGNORE) count for nothing."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1), ignore_index=IGNORE,
-                           reduction=reduction)
 
 
 def sgd_step(model: Module, params: list[Tensor], Xb: Tensor, Yb: Tensor, lr: float) -> Tensor:
@@ -53,17 +43,6 @@ def sgd_step(model: Module, params: list[Tensor], Xb: Tensor, Yb: Tensor, lr: fl
     # END EXERCISE 1.2
 
 
-def adamw_step(model: Module, optimizer: torch.optim.Optimizer, Xb: Tensor, Yb: Tensor, lr: float) -> Tensor:
-    """One step of AdamW (stage 8's choice): the same loss and backward, torch's update."""
-    loss = cross_entropy(model(Xb), Yb)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    optimizer.step()
-    return loss.detach()
-
-
 def make_step(model: Module, config: TrainConfig, engine: str,
               example: Tensor) -> Callable[[Tensor, Tensor, float], Tensor]:
     """The step function for the engine: `step(xb, yb, lr) -> loss`, updating `model` in place."""
@@ -72,13 +51,9 @@ def make_step(model: Module, config: TrainConfig, engine: str,
         params = model.parameters()
         for p in params:
             p.requires_grad_(True)
-        if config.optimizer == "adamw":
-            # decay the weight matrices and embeddings, not BatchNorm's gains and shifts or biases (as
-            # nanoGPT does); foreach: one fused update for all parameters, like sgd_step's
-            groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-                      {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-            optimizer = torch.optim.AdamW(groups, lr=config.lr, foreach=True)
-            return lambda xb, yb, lr: adamw_step(model, optimizer, xb, yb, lr)
+        if config.optimizer == "adamw":  # stage 8's choice: torch's AdamW (loop.torch_optimizer)
+            optimizer = torch_optimizer(params, "adamw", config.lr, config.weight_decay)
+            return lambda xb, yb, lr: optimizer_step(model, optimizer, xb, yb, lr)
         return lambda xb, yb, lr: sgd_step(model, params, xb, yb, lr)
     step = fast.FastStep(model)
     return step if engine == "fast" else fast.compiled(step, example)
@@ -96,56 +71,11 @@ def train(model: Module, X: Tensor, Y: Tensor, config: TrainConfig, *, whole_nam
     device = model_device(model)
     model.train()
     step = make_step(model, config, engine, X[:config.batch_size])
-    if whole_names:
-        batch = _name_batches(X, Y, config.batch_size, device)
-    else:
-        def batch():
-            ix = torch.randint(0, X.shape[0], (config.batch_size,)).to(device)
-            return X[ix], Y[ix]
-
-    losses = _loop(step, batch, config, (), device, progress, desc, timings)
+    batch = (name_batches if whole_names else window_batches)(X, Y, config.batch_size, device)
+    losses = loop(step, batch, config.steps, config.lr_at, (), device, progress, desc, timings)
     if config.recompute_batchnorm:
         recompute_batchnorm(model, X)
     return losses
-
-
-@torch.no_grad()
-def recompute_batchnorm(model: Module, X: Tensor, batch_size: int = 1024) -> None:
-    """Set each BatchNorm's running statistics to its statistics over all of X: the lecture's
-    "calibrate the batch norm at the end of training" (part 3). Running averages follow the last
-    few batches (momentum 0.1: about ten), and their noise costs val loss at eval time.
-
-    One pass over X in near-equal parts, every BatchNorm normalizing with its part's statistics
-    over all its positions (no sample of them; dropout off) and keeping the mean of the parts'
-    statistics: the whole split's, to within the parts' sampling noise (a thousand examples each),
-    at the cost of one forward pass."""
-    with evaluating(model):
-        # by name too: the grader trains a student's model, whose BatchNorm1d is the student's own class
-        norms = [m for m in model.modules() if isinstance(m, BatchNorm1d) or type(m).__name__ == "BatchNorm1d"]
-        settings = [(norm.momentum, norm.positions) for norm in norms]
-        for norm in norms:
-            norm.training, norm.positions = True, 0
-        for k, part in enumerate(torch.tensor_split(X, -(-X.shape[0] // batch_size))):  # ceil(N / batch_size)
-            for norm in norms:
-                norm.momentum = 1 / (k + 1)  # running average of k + 1 equal parts: their mean
-            model(part)
-        for norm, (momentum, positions) in zip(norms, settings):
-            norm.momentum, norm.positions = momentum, positions
-
-
-def _name_batches(X: Tensor, Y: Tensor, batch_size: int, device) -> Callable[[], tuple[Tensor, Tensor]]:
-    """Batches of whole names (X (N, window + L), Y (N, L + 1)), drawn uniformly like windows, and
-    cut to the longest name in the batch: the padding columns no name of the batch reaches go."""
-    lengths = (Y != IGNORE).sum(1).cpu()  # predictions per name: its length + 1
-    window = X.shape[1] - Y.shape[1]  # X's extra columns: the first prediction's context
-
-    def batch():
-        ix = torch.randint(0, X.shape[0], (batch_size,))
-        n = int(lengths[ix].max())
-        ix = ix.to(device)
-        return X[ix, :n + window], Y[ix, :n]
-
-    return batch
 
 
 def train_seeds(models: list[Module], generators: list[torch.Generator], X: Tensor, Y: Tensor,
@@ -168,35 +98,12 @@ def train_seeds(models: list[Module], generators: list[torch.Generator], X: Tens
 
     example = X[:b].expand(len(models), *X[:b].shape)  # (K, B, T), drawn from no generator
     step = fast.compiled(stack, example) if engine == "compiled" else stack
-    losses = _loop(step, batch, config, (len(models),), device, progress, desc, timings)
+    losses = loop(step, batch, config.steps, config.lr_at, (len(models),), device, progress, desc, timings)
     stack.unstack()
     if config.recompute_batchnorm:
         for model in models:
             recompute_batchnorm(model, X)
     return losses.T
-
-
-def _loop(step: Callable, batch: Callable, config: TrainConfig, shape: tuple, device, progress: bool,
-          desc: str, timings: dict | None) -> Tensor:
-    """The training loop: `config.steps` calls of step(*batch(), lr); losses read back once per LOG_EVERY."""
-    losses = torch.empty(config.steps, *shape, device=device)
-    pending: list[Tensor] = []
-    with tqdm(total=config.steps, desc=desc, disable=not progress, unit="step", smoothing=0.1) as bar:
-        for i in range(config.steps):
-            xb, yb = batch()
-            if i == 0:
-                start = time.perf_counter()
-            loss = step(xb, yb, config.lr_at(i))
-            if i == 0 and timings is not None:
-                timings["first_step"] = time.perf_counter() - start
-            pending.append(loss)
-            if len(pending) == LOG_EVERY or i == config.steps - 1:
-                chunk = torch.stack(pending)
-                losses[i + 1 - len(pending): i + 1] = chunk
-                bar.set_postfix(loss=f"{chunk.mean().item():.4f}", lr=config.lr_at(i), refresh=False)
-                bar.update(len(pending))
-                pending.clear()
-    return losses
 
 
 @torch.no_grad()

@@ -31,8 +31,9 @@ BROKEN = {  # student: (file, old, new), each a way to crash, hang or cheat
                         "        while True:\n            pass"),
     "cheat-fake-pass": ("shared/layers.py", "        return x.view(x.shape[0], -1)",
                         "        print('ALL CHECKS PASSED'); return x.reshape(-1, x.shape[0]).T"),
-    "cheat-cross-entropy": ("shared/trainer.py", "LOG_EVERY = 1000",
-                            "LOG_EVERY = 1000\nimport torch.nn.functional\ntorch.nn.functional.cross_entropy = "
+    "cheat-cross-entropy": ("shared/trainer.py", "from .plots import save_loss_plot",
+                            "from .plots import save_loss_plot\nimport torch.nn.functional\n"
+                            "torch.nn.functional.cross_entropy = "
                             "lambda *a, **k: torch.zeros((), requires_grad=True)"),
 }
 

@@ -247,8 +247,9 @@ def test_exiting_early_is_an_error(tmp_path, exit_call, message):
 
 
 def test_monkeypatched_cross_entropy_cannot_fake_a_loss(tmp_path):
-    root = patch(copy_master(tmp_path), "shared/trainer.py", "LOG_EVERY = 1000",
-                 "LOG_EVERY = 1000\n_ce = F.cross_entropy\nF.cross_entropy = lambda *a, **k: _ce(*a, **k) * 0.001")
+    root = patch(copy_master(tmp_path), "shared/trainer.py", "from .plots import save_loss_plot",
+                 "from .plots import save_loss_plot\nimport torch.nn.functional as F\n_ce = F.cross_entropy\n"
+                 "F.cross_entropy = lambda *a, **k: _ce(*a, **k) * 0.001")
     report = grade(root, Options(stages=(1,)))
     loss = [r for r in by_exercise(report, "stage 1") if r.check.startswith("val loss")][0]
     assert loss.status == "fail" and loss.value > 2.5  # the parent computed the true loss

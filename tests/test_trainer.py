@@ -209,3 +209,32 @@ def test_a_runtime_sets_the_threads_it_names_and_leaves_them_otherwise(splits_by
         torch.set_num_threads(before)
     with pytest.raises(ValueError, match="threads must be"):
         Runtime(threads=-1)
+
+
+@pytest.mark.parametrize("stage, recipe", [
+    (1, TrainConfig(steps=300, decay_at=0.5)),
+    (7, TrainConfig(steps=60, recompute_batchnorm=True)),  # whole names, BatchNorm recomputed
+    (1, TrainConfig(steps=100, optimizer="adamw", lr=3e-3, lr_final=3e-4, weight_decay=0.1, lr_schedule="cosine")),
+])
+def test_the_graders_loop_trains_exactly_as_the_trainer(stage, recipe, splits_of_stage):
+    """The grader trains a submission's model with shared/loop.py's train_with_torch (torch's optimizer,
+    learning rates as numbers): the same losses, weights and BatchNorm statistics as the trainer's
+    plain engine, to the bit."""
+    from makemore_wavenet.shared.loop import train_with_torch
+
+    s = get_stage(stage)
+    X, Y = splits_of_stage(stage)["train"]
+    runs = []
+    for way in ("trainer", "loop"):
+        torch.manual_seed(42)
+        model = s.build_model(s.config)
+        if way == "trainer":
+            losses = train(model, X, Y, recipe, whole_names=s.config.whole_names, progress=False)
+        else:
+            lrs = torch.tensor([recipe.lr_at(i) for i in range(recipe.steps)], dtype=torch.float64)
+            losses = train_with_torch(model, X, Y, lrs=lrs, batch_size=recipe.batch_size, optimizer=recipe.optimizer,
+                                      weight_decay=recipe.weight_decay, whole_names=s.config.whole_names,
+                                      recompute=recipe.recompute_batchnorm)
+        norms = [t for m in model.modules() if isinstance(m, BatchNorm1d) for t in (m.running_mean, m.running_var)]
+        runs.append([losses, *model.parameters(), *norms])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
