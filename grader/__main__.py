@@ -28,7 +28,8 @@ from makemore_wavenet.stages import QUICK_FRACTION, SCHEDULES, all_stages
 from . import GraderError
 from .exercises import challenge_stage
 from .grade import TRAINING_SECONDS, Options
-from .sandbox import Limits
+from .isolation import MODES
+from .sandbox import Limits, clean
 from .thresholds import CALIBRATION_DIR, Thresholds
 
 EXIT_PASS, EXIT_NOT_PASSED, EXIT_USAGE, EXIT_GRADER = 0, 1, 2, 3
@@ -48,10 +49,10 @@ def cmd_grade(args) -> int:
         if is_notebook:  # each grading process runs the notebook again: its output once
             print("\nThe last of what the notebook printed, each line once, with its errors and warnings ([grader] "
                   "lines are the grader's notes: what raised, what it skipped; never read as a result):")
-            print("\n".join(dict.fromkeys(report.log.rstrip().splitlines())))
+            print("\n".join(dict.fromkeys(clean(report.log).rstrip().splitlines())))
         else:
-            print("\nThe last of what the code printed (shown as is, never read as a result):")
-            print(report.log.rstrip())
+            print("\nThe last of what the code printed (control characters removed; never read as a result):")
+            print(clean(report.log).rstrip())
     if args.json:
         print(f"report written to {report.save(args.json)}")
     return EXIT_PASS if report.results and report.passed == len(report.results) else EXIT_NOT_PASSED
@@ -154,6 +155,14 @@ def add_grading_options(p: argparse.ArgumentParser, tier: str, schedule: str, st
                    f"included (default: {Limits.seconds:g} for an exercise check; for a loss check, by schedule: "
                    + ", ".join(f"{s} {t:g}" for s, t in TRAINING_SECONDS.items()) + ")")
     p.add_argument("--memory", type=int, default=Limits.memory_mb, help="memory limit of each sandbox, MB")
+    p.add_argument("--budget", type=float, help="seconds allowed for all of one submission's checks (default: "
+                   "10 minutes plus twice each loss check's own limit); once spent, the rest time out")
+    p.add_argument("--isolation", choices=MODES, default="auto", help="where the submission's code runs: bwrap "
+                   "(bubblewrap: no network, a read-only view of the runtime), fallback (a uid of its own, for where "
+                   "bubblewrap cannot run; the network stays open), none (as the grader's own user: the student's "
+                   "self-check), auto (the first that works; none in the student edition)")
+    p.add_argument("--allow-unisolated", action="store_true", help="let the hidden tier run without a sandbox "
+                   "(it refuses otherwise); the report records it")
     p.add_argument("--calibration", default=str(CALIBRATION_DIR), help="the calibration folder the thresholds come "
                    "from: calibration.json (val) and hidden/calibration.json (test), as `calibrate --out` writes them")
 
@@ -163,7 +172,9 @@ def grading_options(args) -> Options:
     timeout = getattr(args, "timeout", None)  # given: every check's limit
     return Options(tier=args.tier, schedule=args.schedule, stages=tuple(args.stage), retrain=args.retrain,
                    losses=not getattr(args, "skip_loss", False), names=args.names, test_names=args.test_names,
-                   limits=Limits(seconds=timeout or Limits.seconds, memory_mb=args.memory), training_seconds=timeout,
+                   limits=Limits(seconds=timeout or Limits.seconds, memory_mb=args.memory, total_seconds=args.budget,
+                                 isolation=args.isolation, allow_unisolated=args.allow_unisolated),
+                   training_seconds=timeout,
                    thresholds=Thresholds(Path(args.calibration)))
 
 

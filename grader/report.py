@@ -48,6 +48,9 @@ class Report:
     log: str = ""  # the tail of what the submission printed: shown, never parsed
     test_source: str = "course split"
     student: str = ""
+    isolation: str = ""  # where the submission's code ran: "bwrap", "fallback", "none" ("": a report from before)
+    network_open: bool | None = None  # could the submission's code reach the network (None: not recorded)
+    isolation_note: str = ""  # what else the sandbox's line says (--allow-unisolated, the self-check needs none)
     version: int = 2  # 2: results name their stage and row, losses are data; 1: one "exercise" string
 
     @property
@@ -65,6 +68,13 @@ class Report:
         if self.tier == "public":
             return "PUBLIC checks only (the hidden checks were not run)"
         return "PUBLIC and HIDDEN checks"
+
+    def sandbox_line(self) -> str:
+        """Where the code ran: "sandbox: bwrap, no network", or "" for a report from before."""
+        if not self.isolation:
+            return ""
+        net = "" if self.network_open is None else ", network open" if self.network_open else ", no network"
+        return f"sandbox: {self.isolation}{net}" + (f" ({self.isolation_note})" if self.isolation_note else "")
 
     def summary(self) -> str:
         n = len(self.results)
@@ -97,7 +107,8 @@ class Report:
         else:
             body = tabulate(self.exercise_rows(), ["exercise", "what", "status", "checks", "message"],
                             tablefmt=tablefmt, disable_numparse=True)
-        return "\n".join([f"{self.title()}  ({self.schedule} schedule, {self.seconds:.0f} s)", body, "",
+        sandbox = f"; {self.sandbox_line()}" if self.sandbox_line() else ""
+        return "\n".join([f"{self.title()}  ({self.schedule} schedule, {self.seconds:.0f} s{sandbox})", body, "",
                           self.summary()])
 
     def to_json(self) -> str:

@@ -10,11 +10,9 @@ never code; what the child prints is kept as a log, never read as a result.
 from __future__ import annotations
 
 import os
-import resource
-import shutil
+import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -23,9 +21,20 @@ from typing import Any, Callable
 
 import torch
 
+from . import GraderError
+from . import isolation as iso
+
 POLL = 0.02  # seconds between looks at the child
 CHILD_STATUSES = ("ok", "not done", "error")  # what a child may report of a call; the parent judges the rest
 LOG_TAIL = 2000  # characters of the child's output kept in a report
+LOG_CAP = 64 * 1024 * 1024  # bytes of log kept on disk: past this, only its tail is kept
+MESSAGE_CAP = 2000  # characters of a child's message kept
+# the budget of a submission's calls, when Limits.total_seconds is None: BASE_BUDGET for everything
+# that is not training (an honest submission's exercise checks take well under a minute in all), plus
+# twice each training call's own limit (a machine twice as slow as the one the limits were set on still
+# finishes an honest submission; a submission that sleeps just under every limit does not)
+BASE_BUDGET = 600.0
+ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 @dataclass
@@ -46,76 +55,230 @@ class Outcome:
 class Limits:
     seconds: float = 120.0  # per call: stage 8's quick training alone takes most of a minute on one thread
     memory_mb: int = 4096  # address space of the child (torch alone maps about 1.5 GB)
+    total_seconds: float | None = None  # every call of one submission; None: BASE_BUDGET + 2 x its training limits
+    isolation: str = "auto"  # isolation.MODES: auto, bwrap, fallback, none
+    allow_unisolated: bool = False  # the hidden tier without a sandbox (it refuses otherwise)
+    processes: int = 256  # processes and threads of a sandbox (a fork bomb stops here)
+    disk_mb: int = 512  # a sandbox's writable folders (each), and any one file it writes
+    result_mb: int = 256  # a result file larger than this is not read
+
+
+def clean(text: str) -> str:
+    """`text` without terminal escapes and control characters (newlines and tabs kept)."""
+    return ESCAPES.sub("", text.replace("\r\n", "\n"))
+
+
+class Session:
+    """One submission's grading, over every run of calls: its isolation (resolved once) and its time
+    budget. The hidden tier refuses to run without isolation unless `limits.allow_unisolated`."""
+
+    def __init__(self, limits: Limits = Limits(), tier: str = "public"):
+        self.limits = limits
+        try:
+            self.isolation = iso.resolve(limits.isolation)
+        except iso.IsolationError as err:
+            raise GraderError(str(err)) from None
+        if tier == "hidden" and self.isolation.mode == "none" and not limits.allow_unisolated:
+            raise GraderError("the hidden tier runs students' code only in a sandbox, and none runs here "
+                              f"({self.isolation.note or 'isolation none'}): install bubblewrap, run the grader "
+                              "as root, or pass --allow-unisolated (the report records it)")
+        self.budget = limits.total_seconds if limits.total_seconds is not None else BASE_BUDGET
+        self.spent = 0.0
+
+    def add(self, calls: list[Call]) -> None:
+        if self.limits.total_seconds is None:
+            self.budget += 2 * sum(c.seconds for c in calls if c.seconds)
+
+    def left(self) -> float:
+        return self.budget - self.spent
+
+    def report_fields(self) -> dict:
+        """What a Report records of the sandbox."""
+        note = self.isolation.note
+        if self.isolation.mode == "none" and self.limits.allow_unisolated:
+            note = "; ".join(filter(None, ["run without isolation: allowed with --allow-unisolated", note]))
+        return {"isolation": self.isolation.mode, "network_open": self.isolation.network_open,
+                "isolation_note": note}
 
 
 def run_calls(submission: Path, calls: list[Call], limits: Limits = Limits(),
-              files: dict[str, Path] | None = None) -> tuple[list[Outcome], str]:
+              files: dict[str, Path] | None = None, session: Session | None = None) -> tuple[list[Outcome], str]:
     """Run `calls` against the submission at `submission`; returns one Outcome per call, and the
     tail of everything the submission printed. `files` are copied into the child's working
-    folder first (a notebook in the lecture's style opens names.txt there)."""
+    folder first (a notebook in the lecture's style opens names.txt there). `session` carries the
+    isolation and the time budget across runs (one per submission); None: a session of its own."""
+    session = session or Session(limits)
+    session.add(calls)
     outcomes: list[Outcome] = []
-    log = ""
+    submission = Path(submission).resolve()
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         tmp = Path(tmp)
-        for name, src in (files or {}).items():
-            shutil.copyfile(src, tmp / name)
-        job = tmp / "job.pt"
-        torch.save({"submission": str(Path(submission).resolve()),
-                    "calls": [(c.probe.__name__, c.kwargs) for c in calls]}, job)
-        seconds = [call.seconds or limits.seconds for call in calls]
-        while len(outcomes) < len(calls):
-            outcomes += _run_child(job, tmp, start=len(outcomes), seconds=seconds, limits=limits)
+        box = iso.prepare(session.isolation.mode, submission, tmp, files or {})
         log_file = tmp / "log.txt"
-        if log_file.exists():
-            log = log_file.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL:]
+        try:
+            with open(log_file, "ab") as log:
+                for note in box.notes:
+                    log.write(f"[grader] {note}\n".encode())
+            torch.save({"submission": str(box.submission),
+                        "calls": [(c.probe.__name__, _moved(c.kwargs, submission, box.submission)) for c in calls]},
+                       box.job)
+            os.chmod(box.job, 0o644)
+            seconds = [call.seconds or limits.seconds for call in calls]
+            while len(outcomes) < len(calls):
+                if session.left() <= 0:
+                    outcomes += [Outcome("timeout", message=_budget_message(session))
+                                 for _ in range(len(calls) - len(outcomes))]
+                    break
+                outcomes += _run_child(box, log_file, len(outcomes), seconds, limits, session)
+        finally:
+            box.close()
+        log = tail(log_file)
     return outcomes, log
 
 
-def _run_child(job: Path, tmp: Path, start: int, seconds: list[float], limits: Limits) -> list[Outcome]:
+def _budget_message(session: Session) -> str:
+    return (f"not run: the submission's time budget ({session.budget:g} s for all its checks, --budget SECONDS) "
+            "ran out before this check")
+
+
+def _moved(kwargs: dict, old: Path, new: Path) -> dict:
+    """kwargs with every path into the submission made a path into its copy, as the child sees it."""
+    if old == new:
+        return kwargs
+    old_root, new_root = (old.parent, new.parent) if old.is_file() else (old, new)
+
+    def move(value):
+        if isinstance(value, str) and value and Path(value).is_relative_to(old_root):
+            return str(new_root / Path(value).relative_to(old_root))
+        return value
+    return {k: move(v) for k, v in kwargs.items()}
+
+
+def tail(path: Path, chars: int = LOG_TAIL) -> str:
+    """The last `chars` characters of a text file, read from its end (never the whole), cleaned."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4 * chars))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return clean(text)[-chars:]
+
+
+def _run_child(box: iso.Box, log_file: Path, start: int, seconds: list[float], limits: Limits,
+               session: Session) -> list[Outcome]:
     """Start a child at call `start`; collect results until it finishes, dies, or hangs (call i
-    may take seconds[i])."""
+    may take seconds[i], and no call more than the session's budget has left)."""
     results, total = [], len(seconds)
-    with open(tmp / "log.txt", "ab") as log:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "makemore_wavenet.grader.child", str(job), str(tmp), str(start)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=tmp, env=_child_env(),
-            start_new_session=True, preexec_fn=lambda: _limit_memory(limits.memory_mb))
+    argv, env, cwd, preexec, fds = iso.command(box, start, limits)
+    began = time.monotonic()
+    budget_end = began + session.left()
+    with open(log_file, "ab") as log:
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+                                 env=env, start_new_session=True, preexec_fn=preexec, pass_fds=fds)
         try:
             i, since = start, time.monotonic()
             while i < total:
-                result = tmp / f"{i}.pt"
-                if result.exists():
-                    results.append(_load(result))
+                result = box.out / f"{i}.pt"
+                if os.path.lexists(result):
+                    results.append(_load(result, limits))
                     i, since = i + 1, time.monotonic()
                 elif child.poll() is not None:
-                    if not (tmp / f"{i}.pt").exists():  # it died in call i
-                        results.append(Outcome("error", message=_death(child.returncode, limits)))
+                    if not os.path.lexists(box.out / f"{i}.pt"):  # it died in call i
+                        results.append(Outcome("error", message=_death(_code(child.returncode, box), limits)))
                         break
                 elif time.monotonic() - since > seconds[i]:
                     results.append(Outcome("timeout", message=f"no result within {seconds[i]:g} s, the limit "
                                            "per check (an endless loop? far too much work? --timeout SECONDS "
                                            "raises the limit)"))
                     break
+                elif time.monotonic() > budget_end:
+                    results.append(Outcome("timeout", message=_budget_message(session).replace("not run: ", "")
+                                           .replace("before this check", "during this check")))
+                    break
+                elif problem := _over(box, log_file, limits):
+                    results.append(Outcome("error", message=problem))
+                    break
                 else:
                     time.sleep(POLL)
-            if results and i == start and not (tmp / f"ready.{start}").exists():
+            if results and i == start and not (box.out / f"ready.{start}").exists():
                 # it never got past loading the submission: every remaining call would do the same
                 first = results[0]
                 first.message = f"while loading the submission: {first.message}"
                 results += [Outcome(first.status, message=first.message) for _ in range(total - start - 1)]
         finally:
-            _kill(child)
+            _kill(child, box)
+            session.spent += time.monotonic() - began
     return results
 
 
-def _load(path: Path) -> Outcome:
+def _over(box: iso.Box, log_file: Path, limits: Limits) -> str:
+    """What the child has written beyond its limits ('' nothing): its folders past disk_mb are an
+    error; a log past LOG_CAP keeps its tail only."""
+    for folder in box.watch:
+        used = _usage(folder)
+        if used > limits.disk_mb * 1024 * 1024:
+            return f"the code wrote more than {limits.disk_mb} MB into its folder"
     try:
-        raw = torch.load(path, weights_only=True)
-        if raw["status"] not in CHILD_STATUSES:
-            raise ValueError(f"status {str(raw['status'])[:40]!r} is none of {CHILD_STATUSES}")
-        return Outcome(raw["status"], raw.get("value"), str(raw.get("message", "")))
+        if log_file.stat().st_size > LOG_CAP:
+            keep = tail(log_file, 8 * LOG_TAIL).encode()
+            with open(log_file, "r+b") as f:
+                f.truncate(0)
+                f.write(b"[grader] ...the log's beginning was cut (it grew past %d MB)...\n" % (LOG_CAP >> 20) + keep)
+    except OSError:
+        pass
+    return ""
+
+
+def _usage(folder: Path, most: int = 10_000) -> int:
+    """Bytes in `folder` (its first `most` entries; a folder with more counts as full)."""
+    total, stack, seen = 0, [str(folder)], 0
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    seen += 1
+                    if seen > most:
+                        return 1 << 62
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue
+    return total
+
+
+def _load(path: Path, limits: Limits) -> Outcome:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not _is_regular(st.st_mode):
+                raise ValueError("not a regular file")
+            if st.st_size > limits.result_mb * 1024 * 1024:
+                raise ValueError(f"{st.st_size >> 20} MB, more than the {limits.result_mb} MB a result may be")
+            raw = torch.load(f, weights_only=True)
+        if not isinstance(raw, dict) or raw.get("status") not in CHILD_STATUSES:
+            status = raw.get("status") if isinstance(raw, dict) else raw
+            raise ValueError(f"status {clean(str(status))[:40]!r} is none of {CHILD_STATUSES}")
+        return Outcome(raw["status"], raw.get("value"), clean(str(raw.get("message", "")))[:MESSAGE_CAP])
     except Exception as err:  # a result file the grader did not write as it should be
-        return Outcome("error", message=f"unreadable result ({type(err).__name__}): {err}"[:300])
+        return Outcome("error", message=clean(f"unreadable result ({type(err).__name__}): {err}")[:300])
+
+
+def _is_regular(mode: int) -> bool:
+    import stat
+
+    return stat.S_ISREG(mode)
+
+
+def _code(code: int, box: iso.Box) -> int:
+    """The child's exit code: bubblewrap reports a child killed by signal N as 128 + N."""
+    if box.mode == "bwrap" and 128 < code < 128 + 65:
+        return -(code - 128)
+    return code
 
 
 def _death(code: int, limits: Limits) -> str:
@@ -126,22 +289,14 @@ def _death(code: int, limits: Limits) -> str:
     return f"the process exited with code {code} before returning a result (os._exit? a crash?)"
 
 
-def _child_env() -> dict:
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR")
-    env = {k: os.environ[k] for k in keep if k in os.environ}
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
-    return env  # no MAKEMORE_NAMES: the child gets its data from the parent
-
-
-def _limit_memory(megabytes: int) -> None:
-    limit = megabytes * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
-def _kill(child: subprocess.Popen) -> None:
+def _kill(child: subprocess.Popen, box: iso.Box) -> None:
+    """End the child and everything it started: its process group, and in a sandbox every process
+    of the sandbox's uid (a daemon that left the group with setsid)."""
     if child.poll() is None:
         try:
             os.killpg(child.pid, signal.SIGKILL)  # the whole group: a student's subprocesses too
         except ProcessLookupError:
             pass
     child.wait()
+    if box.uid is not None:
+        iso.kill_uid(box.uid)

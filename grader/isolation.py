@@ -1,0 +1,581 @@
+"""Where a submission's code runs: a bubblewrap sandbox, a separate uid (the fallback), or no isolation.
+
+    bwrap     bubblewrap, run by the grading process (root): new mount, PID, network, IPC and UTS
+              namespaces, a new session, dying with the grader; inside, `setpriv` drops to a uid and
+              gid of their own (one per sandbox, from UIDS, unused on the machine) with no_new_privs,
+              and `unshare --user` maps them to 65534 in a user namespace of their own. The
+              filesystem is read-only and holds only the Python runtime and its packages (the
+              project's own installed package and its editable-install finder masked), the child's
+              code (`bundle`), the submission's copy, the job; writable are /work and /tmp, tmpfs of
+              `disk_mb` each, and /out, where results go. When the sandbox's first process ends the
+              kernel kills every other in its PID namespace: nothing outlives a call.
+    fallback  where bubblewrap cannot run (Docker's default seccomp profile refuses namespaces): the
+              child is started as a uid and gid of its own (no supplementary groups, no_new_privs,
+              rlimits), on a copy of the submission in a 0700 folder that uid owns; after each call
+              every process of that uid is killed. It cannot cut the network, nor hide files that
+              are readable by every user (`exposed` says whether the grader's hidden checks are).
+    none      the child runs as the grader's own user: the student's self-check on their own machine
+              (the student edition's default), or an explicit baseline.
+
+Both sandboxes need the grader to run as root (to start children as another uid); `auto` takes the
+first that works, tried by running it once (not by finding a binary), and `none` otherwise.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import functools
+import os
+import pwd
+import resource
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+MODES = ("auto", "bwrap", "fallback", "none")
+UIDS = range(59000, 59512)  # uids (and gids) for sandboxes: one per running sandbox, claimed with a lock
+INSIDE_UID = 65534  # what the sandbox's user sees itself as (nobody), in its user namespace
+COPIED = ("shared", "stages", "runs")  # what of a submission folder the child reads: its code, its checkpoints
+# the grader's modules the child imports (grader/hidden, the gradebook, the calibration stay out)
+CHILD_MODULES = ("__init__", "child", "probes", "notebook", "regions", "exercises")
+# of the instructor's `shared`: what the child needs before the submission's code is loaded (its
+# training loop, edition marker, error types); none of these holds an exercise's solution
+REFERENCE_FILES = ("edition.py", "errors.py", "loop.py")
+SANDBOX_ROOT = {"submission": "/submission", "out": "/out", "work": "/work", "job": "/job.pt", "grader": "/grader"}
+
+
+class IsolationError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Isolation:
+    mode: str  # "bwrap", "fallback" or "none"
+    network_open: bool
+    note: str = ""  # what the report says besides
+
+    def describe(self) -> str:
+        net = "network open" if self.network_open else "no network"
+        return f"{self.mode}, {net}" + (f"; {self.note}" if self.note else "")
+
+
+def resolve(requested: str) -> Isolation:
+    """The isolation a grading gets for `requested` (one of MODES); raises IsolationError when a
+    named sandbox cannot run here, saying why."""
+    from makemore_wavenet.shared.edition import is_student
+
+    if requested not in MODES:
+        raise IsolationError(f"isolation {requested!r} is none of {MODES}")
+    if requested == "auto" and is_student():
+        return Isolation("none", True, "the self-check runs your own code on your own machine: no sandbox needed")
+    if requested in ("auto", "bwrap"):
+        problem = bwrap_problem()
+        if not problem:
+            return Isolation("bwrap", False)
+        if requested == "bwrap":
+            raise IsolationError(f"bubblewrap cannot run here: {problem}")
+    if requested in ("auto", "fallback"):
+        problem = fallback_problem()
+        if not problem:
+            note = "the grader's hidden files are readable by every user" if exposed() else ""
+            return Isolation("fallback", True, note)
+        if requested == "fallback":
+            raise IsolationError(f"the fallback sandbox cannot run here: {problem}")
+    return Isolation("none", True, "no sandbox could run here (bubblewrap: " + bwrap_problem()
+                     + "; fallback: " + fallback_problem() + ")" if requested == "auto" else "")
+
+
+# --- what the child reads: the runtime, the bundle of the grader's child code, the submission's copy ---
+
+@functools.cache
+def site_dirs() -> list[str]:
+    """The folders the child's imports come from, in the grader's order: the interpreter's standard
+    library (lib-dynload included) and its site-packages; never the current folder, never a folder
+    a .pth file added (an editable install's), never the project's own."""
+    prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    paths = [p for p in sys.path if p and os.path.isdir(p)
+             and any(os.path.realpath(p).startswith(pre.rstrip("/") + "/") for pre in prefixes)]
+    paths += [sysconfig.get_path(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")]
+    return [p for p in dict.fromkeys(paths) if p and os.path.isdir(p)]
+
+
+def _project_files() -> list[str]:
+    """Installed copies of this project that a runtime folder holds: masked in the sandbox."""
+    found = []
+    for folder in site_dirs():
+        for name in os.listdir(folder):
+            if name == "makemore_wavenet" or (name.startswith("__editable__") and "makemore_wavenet" in name):
+                found.append(os.path.join(folder, name))
+    return found
+
+
+@functools.cache
+def bundle(notebook: bool) -> Path:
+    """A private copy of the child's code: grader/'s child modules and, of the instructor's
+    `shared`, REFERENCE_FILES; for a notebook, whose exercises replace the package's own objects,
+    the instructor's whole `shared` and `stages` too. Made once per process, readable, not listable."""
+    import makemore_wavenet.shared as shared_pkg
+    import makemore_wavenet.stages as stages_pkg
+
+    root = Path(tempfile.mkdtemp(prefix="grader-code-"))
+    os.chmod(root, 0o711)
+    out = root / secrets.token_hex(12)
+    grader_dir, shared_dir = Path(__file__).resolve().parent, Path(shared_pkg.__file__).resolve().parent
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.ipynb")
+    (out / "makemore_wavenet" / "grader").mkdir(parents=True)
+    for name in CHILD_MODULES:
+        shutil.copyfile(grader_dir / f"{name}.py", out / "makemore_wavenet" / "grader" / f"{name}.py")
+    # a child that loads the instructor's whole `shared` as its reference (before shared/loop.py) needs all of it
+    if notebook or "loop.py" not in (grader_dir / "child.py").read_text():
+        shutil.copytree(shared_dir, out / "makemore_wavenet" / "shared", ignore=ignore)
+        shutil.copytree(Path(stages_pkg.__file__).resolve().parent, out / "makemore_wavenet" / "stages", ignore=ignore)
+    else:
+        (out / "makemore_wavenet" / "shared").mkdir()
+        (out / "makemore_wavenet" / "shared" / "__init__.py").write_text('"""The grader\'s reference: its loop."""\n')
+        for name in REFERENCE_FILES:
+            if (shared_dir / name).is_file():
+                shutil.copyfile(shared_dir / name, out / "makemore_wavenet" / "shared" / name)
+    for path in [out, *out.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    import atexit
+
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return out
+
+
+def copy_submission(src: Path, dest: Path) -> list[str]:
+    """Copy what the child reads of the submission (`src`: a folder, or a notebook file) into `dest`.
+    Symlinks that stay inside the submission stay symlinks (relative, into the copy); a symlink out
+    of it, or anything but a file or folder, is not copied: returns a note for each."""
+    src = src.resolve()
+    notes: list[str] = []
+    dest.mkdir(parents=True, exist_ok=True)
+    if src.is_file():
+        shutil.copyfile(src, dest / src.name)
+        return notes
+    for top in COPIED:
+        _copy_entry(src, src / top, dest / top, notes)
+    return notes
+
+
+def _copy_entry(root: Path, path: Path, dest: Path, notes: list[str]) -> None:
+    if not os.path.lexists(path):
+        return
+    rel = path.relative_to(root)
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        if not target.is_relative_to(root) or not os.path.exists(target):
+            notes.append(f"{rel} is a link out of the submission (to {os.readlink(path)}): not followed")
+            return
+        in_copy = _copy_path(dest, rel, target.relative_to(root))
+        os.symlink(os.path.relpath(in_copy, dest.parent), dest)
+        return
+    if path.is_dir():
+        if path.name == "__pycache__":
+            return
+        dest.mkdir()
+        for child in sorted(path.iterdir()):
+            _copy_entry(root, child, dest / child.name, notes)
+    elif path.is_file():
+        shutil.copyfile(path, dest)
+    else:
+        notes.append(f"{rel} is neither a file nor a folder: not copied")
+
+
+def _copy_path(dest: Path, rel: Path, target_rel: Path) -> Path:
+    """Where `target_rel` (relative to the submission) lands in the copy whose entry `rel` is at `dest`."""
+    copy_root = dest
+    for _ in rel.parts:
+        copy_root = copy_root.parent
+    return copy_root / target_rel
+
+
+# --- sandbox uids ---
+
+def _lock_dir() -> Path:
+    for folder in (Path("/run/makemore-grader"), Path(tempfile.gettempdir()) / f"makemore-grader-{os.geteuid()}"):
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            st = folder.lstat()
+            if st.st_uid == os.geteuid() and not folder.is_symlink() and st.st_mode & 0o077 == 0:
+                return folder
+        except OSError:
+            continue
+    raise IsolationError("no private folder for the sandboxes' uid locks")
+
+
+def claim_uid() -> tuple[int, int]:
+    """An unused sandbox uid (its gid the same number) and the lock file descriptor that holds it."""
+    folder = _lock_dir()
+    for uid in UIDS:
+        if _user_exists(uid):
+            continue
+        fd = os.open(folder / f"{uid}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        kill_uid(uid)  # anything a grader that died left running
+        return uid, fd
+    raise IsolationError(f"every sandbox uid ({UIDS.start}-{UIDS.stop - 1}) is in use")
+
+
+@functools.cache
+def _user_exists(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        return False
+
+
+def release_uid(uid: int, fd: int) -> None:
+    kill_uid(uid)
+    os.close(fd)
+
+
+def processes_of(uid: int) -> list[int]:
+    """The live (not zombie) processes whose real or effective uid is `uid`."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+        except OSError:
+            continue
+        uids = status.get("Uid", "").split()
+        if uids[:2] and str(uid) in uids[:2] and not status.get("State", "").strip().startswith(("Z", "X")):
+            pids.append(int(entry))
+    return pids
+
+
+def kill_uid(uid: int, tries: int = 200) -> bool:
+    """Kill every process of `uid` (a fork bomb included: kill(-1) from that uid, until none is
+    left); True when none is."""
+    for _ in range(tries):
+        if not processes_of(uid):
+            return True
+        pid = os.fork()
+        if pid == 0:  # a process of that uid, so that kill(-1) reaches exactly its processes
+            try:
+                os.setgroups([])
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
+                os.kill(-1, signal.SIGKILL)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        time.sleep(0.005)
+    return not processes_of(uid)
+
+
+# --- starting a child ---
+
+@dataclass
+class Box:
+    """One sandbox for a run of calls: where its files are, how to start its child, how to end it."""
+
+    mode: str
+    tmp: Path  # the grader's folder for this run (root's; the child reaches only `home`)
+    submission: Path  # the submission as the child sees it
+    out: Path  # where results appear, as the grader sees it
+    job: Path  # the job file, as the grader writes it
+    uid: int | None = None
+    lock: int | None = None
+    notes: tuple[str, ...] = ()
+    watch: tuple[Path, ...] = ()  # folders whose size the grader caps
+    home: Path | None = None  # the sandbox uid's own folder: the copy, the job, the results, the work
+
+    def child_paths(self) -> tuple[str, str]:
+        """The job file and the results folder as the child sees them."""
+        if self.mode == "bwrap":
+            return SANDBOX_ROOT["job"], SANDBOX_ROOT["out"]
+        return str(self.job), str(self.out)
+
+    def close(self) -> None:
+        if self.uid is not None:
+            release_uid(self.uid, self.lock)
+            self.uid = None
+
+
+def prepare(mode: str, submission: Path, tmp: Path, files: dict[str, Path]) -> Box:
+    """The folders of a run of calls in `tmp`, and the submission's copy; `files` are put in the
+    child's working folder."""
+    if mode == "none":
+        for name, src in files.items():
+            shutil.copyfile(src, tmp / name)
+        return Box("none", tmp, submission, tmp, tmp / "job.pt")
+    os.chmod(tmp, 0o711)
+    uid, lock = claim_uid()
+    try:
+        home = tmp / secrets.token_hex(8)
+        home.mkdir(mode=0o700)
+        notes = copy_submission(submission, home / "sub")
+        out, work = home / "out", home / "work"
+        out.mkdir()
+        work.mkdir()
+        for name, src in files.items():
+            shutil.copyfile(src, work / name)
+        _chown_tree(home, uid)
+        inside = Path(SANDBOX_ROOT["submission"]) if mode == "bwrap" else home / "sub"
+        if submission.is_file():
+            inside = inside / submission.name
+        return Box(mode, tmp, inside, out, home / "job.pt", uid, lock, tuple(notes), (out, work), home)
+    except BaseException:
+        release_uid(uid, lock)
+        raise
+
+
+def _chown_tree(root: Path, uid: int) -> None:
+    for path in [root, *root.rglob("*")]:
+        os.lchown(path, uid, uid)
+
+
+def command(box: Box, start: int, limits) -> tuple[list[str], dict, Path, callable, tuple[int, ...]]:
+    """(argv, env, cwd, preexec_fn, pass_fds) of the child that runs calls start.. of the box's job."""
+    job, out = box.child_paths()
+    if box.mode == "none":
+        argv = [sys.executable, "-m", "makemore_wavenet.grader.child", job, out, str(start)]
+        return argv, _env(os.environ.get("HOME", str(box.tmp)), None), box.tmp, _rlimits(limits, nproc=False), ()
+    code = bundle(box.submission.suffix == ".ipynb")
+    python = ["-E", "-s", "-S", "-u", "-B", "-c", _boot(SANDBOX_ROOT["grader"], site_dirs())]
+    if box.mode == "fallback":
+        work = str(box.home / "work")
+        fds, mapped = _runtime_fds()
+        boot = _boot(str(code), [mapped(p) for p in site_dirs()])
+        argv = [mapped(_python()), "-s", "-S", "-u", "-B", "-c", boot, job, out, str(start)]
+        env = {**_env(work, work), "PYTHONHOME": mapped(os.path.realpath(sys.base_prefix))}
+        return argv, env, box.home / "work", _fallback_preexec(box.uid, limits), fds
+    argv = [*bwrap_argv(box, code, limits), _python(), *python, job, out, str(start)]
+    return argv, _env(SANDBOX_ROOT["work"], "/tmp"), box.tmp, _rlimits(limits, nproc=True), ()
+
+
+def _python() -> str:
+    return os.path.realpath(sys.executable)
+
+
+@functools.cache
+def _runtime_fds() -> tuple[tuple[int, ...], callable]:
+    """For the fallback: the runtime's folders as /proc/self/fd/N paths of O_PATH descriptors the
+    child inherits, so that a Python installed in a folder other users cannot enter (pyenv's in
+    /root) still runs: the descriptor opens the installation, never the folders above it."""
+    roots = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, *site_dirs())}, key=len)
+    roots = [r for i, r in enumerate(roots) if not any(r.startswith(o.rstrip("/") + "/") for o in roots[:i])]
+    fds = {root: os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for root in roots}
+
+    def mapped(path: str) -> str:
+        real = os.path.realpath(path)
+        for root, fd in fds.items():
+            if real == root or real.startswith(root.rstrip("/") + "/"):
+                return f"/proc/self/fd/{fd}" + real[len(root):]
+        return real
+    return tuple(fds.values()), mapped
+
+
+def _boot(bundle_dir: str, sites: list[str]) -> str:
+    """The child's first lines: imports from the bundle, then the runtime's folders, nothing else."""
+    return ("import sys, runpy\n"
+            f"sys.path[:] = [{bundle_dir!r}] + {sites!r}\n"
+            "runpy.run_module('makemore_wavenet.grader.child', run_name='__main__', alter_sys=True)\n")
+
+
+def _env(home: str, tmpdir: str | None) -> dict:
+    env = {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": os.environ.get("LANG", "C.UTF-8"), "USER": "nobody",
+           "LOGNAME": "nobody", "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{tmpdir or home}/.matplotlib",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+    if tmpdir:
+        env["TMPDIR"] = tmpdir
+    else:  # no isolation: the grader's own environment, as before
+        keep = ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR")
+        env = {k: os.environ[k] for k in keep if k in os.environ}
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+    return env  # no MAKEMORE_NAMES: the child gets its data from the parent
+
+
+def _set_rlimits(limits, nproc: bool) -> None:
+    memory = limits.memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if nproc:
+        disk = limits.disk_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_FSIZE, (disk, disk))
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+
+
+def _rlimits(limits, nproc: bool):
+    return lambda: _set_rlimits(limits, nproc)
+
+
+def _no_new_privs() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+
+
+def _fallback_preexec(uid: int, limits):
+    def preexec() -> None:  # runs as root in the new child, before exec
+        _set_rlimits(limits, nproc=True)
+        _no_new_privs()
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    return preexec
+
+
+def bwrap_argv(box: Box, code: Path, limits, userns: bool | None = None) -> list[str]:
+    """bubblewrap's command line for `box`, up to the child's own command."""
+    userns = _userns_works() if userns is None else userns
+    args = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--hostname", "sandbox", "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev"]
+    made: set[str] = set()
+    for src in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(src):
+            args += ["--symlink", os.readlink(src), src]
+        elif os.path.isdir(src):
+            args += ["--ro-bind", src, src]
+        made.add(src)
+    for src in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/alternatives"):
+        if os.path.exists(src):
+            args += ["--ro-bind", src, src]
+    runtime = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix, sys.base_exec_prefix,
+                                             os.path.dirname(os.path.dirname(_python())), *site_dirs())}
+    for src in sorted(runtime, key=len):
+        if any(src == m or src.startswith(m.rstrip("/") + "/") for m in made):
+            continue
+        args += _parents(src, made) + ["--ro-bind", src, src]
+        made.add(src)
+    for path in _project_files():  # an installed copy of the project, or its editable finder
+        args += ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind", "/dev/null", path]
+    size = str(limits.disk_mb * 1024 * 1024)
+    args += ["--ro-bind", str(code), SANDBOX_ROOT["grader"], "--ro-bind", str(box.home / "sub"),
+             SANDBOX_ROOT["submission"], "--ro-bind", str(box.job), SANDBOX_ROOT["job"],
+             "--bind", str(box.out), SANDBOX_ROOT["out"],
+             "--size", size, "--perms", "1777", "--tmpfs", "/tmp",
+             "--size", size, "--perms", "1777", "--tmpfs", SANDBOX_ROOT["work"]]
+    for file in sorted((box.home / "work").iterdir()):
+        args += ["--ro-bind", str(file), f"{SANDBOX_ROOT['work']}/{file.name}"]
+    args += ["--chdir", SANDBOX_ROOT["work"], "--", "/usr/bin/setpriv", f"--reuid={box.uid}", f"--regid={box.uid}",
+             "--clear-groups", "--no-new-privs"]
+    if userns:
+        args += ["/usr/bin/unshare", "--user", f"--map-user={INSIDE_UID}", f"--map-group={INSIDE_UID}"]
+    return args
+
+
+def _parents(path: str, made: set[str]) -> list[str]:
+    """bwrap arguments that make `path`'s missing parent folders traversable (0755)."""
+    args, parts = [], Path(path).parts
+    for i in range(2, len(parts)):
+        parent = str(Path(*parts[:i]))
+        if parent not in made:
+            args += ["--perms", "0755", "--dir", parent]
+            made.add(parent)
+    return args
+
+
+# --- does it work here? run once, then remembered ---
+
+def _try(argv: list[str], seconds: float = 30, **kwargs) -> str:
+    """'' if `argv` runs and prints "ok", else what went wrong."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds, stdin=subprocess.DEVNULL,
+                              **kwargs)
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"{type(err).__name__}: {err}"
+    if done.returncode == 0 and done.stdout.strip() == "ok":
+        return ""
+    return (done.stderr.strip() or done.stdout.strip() or f"exit code {done.returncode}")[-300:]
+
+
+PROBE = "import os, ctypes; [os.listdir(p) for p in sys.path]; print('ok')"
+
+
+def _root_problem() -> str:
+    if sys.platform != "linux":
+        return "not Linux"
+    if os.geteuid() != 0:
+        return "the grader does not run as root, so it cannot start children as another uid"
+    for tool in ("/usr/bin/setpriv",):
+        if not os.access(tool, os.X_OK):
+            return f"{tool} is missing (util-linux)"
+    return ""
+
+
+def _trial(mode: str, userns: bool = True) -> str:
+    with tempfile.TemporaryDirectory(prefix="grader-probe-") as tmp:
+        box = prepare(mode, Path(tmp), Path(tmp), {})
+        try:
+            box.job.touch()
+            if mode == "fallback":
+                fds, mapped = _runtime_fds()
+                boot = "import sys\n" f"sys.path[:] = {[mapped(p) for p in site_dirs()]!r}\n" + PROBE
+                env = {**_env(tmp, tmp), "PYTHONHOME": mapped(os.path.realpath(sys.base_prefix))}
+                return _try([mapped(_python()), "-s", "-S", "-c", boot], env=env, pass_fds=fds,
+                            preexec_fn=_fallback_preexec(box.uid, _TrialLimits))
+            boot = "import sys\n" f"sys.path[:] = {site_dirs()!r}\n" + PROBE
+            python = [_python(), "-E", "-s", "-S", "-c", boot]
+            return _try(bwrap_argv(box, bundle(False), _TrialLimits, userns) + python, env=_env("/work", "/tmp"))
+        finally:
+            box.close()
+
+
+class _TrialLimits:
+    memory_mb, disk_mb, processes = 4096, 16, 64
+
+
+def bwrap_problem() -> str:
+    """'' if bubblewrap runs a child here as the grader would, else why not."""
+    return _bwrap_state()[0]
+
+
+def _userns_works() -> bool:
+    return _bwrap_state()[1]
+
+
+@functools.cache
+def _bwrap_state() -> tuple[str, bool]:
+    """(why bubblewrap cannot run, '' if it can; whether a user namespace inside it can)."""
+    missing = "" if shutil.which("bwrap") else "bwrap is not installed (apt-get install bubblewrap)"
+    problem = _root_problem() or missing
+    if problem:
+        return problem, False
+    if not _trial("bwrap", True):
+        return "", True
+    return _trial("bwrap", False), False
+
+
+@functools.cache
+def fallback_problem() -> str:
+    """'' if a child can run as a sandbox uid here, else why not (e.g. the Python installation is in a
+    folder that uid cannot read)."""
+    problem = _root_problem()
+    if problem:
+        return problem
+    problem = _trial("fallback")
+    return f"a sandbox uid cannot run Python and import torch here: {problem}" if problem else ""
+
+
+@functools.cache
+def exposed() -> bool:
+    """Can a sandbox uid read the grader's hidden checks (the fallback cannot hide them)?"""
+    hidden = Path(__file__).resolve().parent / "hidden" / "__init__.py"
+    if not hidden.exists():
+        return False
+    uid, lock = claim_uid()
+    try:
+        fds, mapped = _runtime_fds()
+        env = {"PATH": "/usr/bin:/bin", "PYTHONHOME": mapped(os.path.realpath(sys.base_prefix))}
+        return _try([mapped(_python()), "-s", "-S", "-c", f"open({str(hidden)!r}).read(1); print('ok')"], env=env,
+                    pass_fds=fds, preexec_fn=_fallback_preexec(uid, _TrialLimits)) == ""
+    finally:
+        release_uid(uid, lock)

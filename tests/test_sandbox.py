@@ -1,0 +1,419 @@
+"""The sandbox against hostile submissions: one small submission per attack class, run under
+bubblewrap and under the fallback (forced), each proving no pass, no leak, nothing left running,
+nothing else in the batch affected. Exercise checks and single calls only: no training."""
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+
+from makemore_wavenet.grader import GraderError, isolation, probes
+from makemore_wavenet.grader.__main__ import main as grader_main
+from makemore_wavenet.grader.batch import grade_many
+from makemore_wavenet.grader.grade import Options, grade
+from makemore_wavenet.grader.gradebook import Gradebook
+from makemore_wavenet.grader.sandbox import Call, Limits, Session, clean, run_calls, tail
+
+ROOT = Path(__file__).resolve().parents[1]
+FLATTEN = "        return x.view(x.shape[0], -1)"  # exercise 2.2's solution line, where hostile code goes
+SANDBOXES = ["bwrap", "fallback"]
+HIDDEN = ROOT / "grader" / "hidden" / "__init__.py"
+
+
+def sandbox(mode: str) -> str:
+    """`mode`, or skip when it cannot run on this machine (saying why)."""
+    problem = {"bwrap": isolation.bwrap_problem, "fallback": isolation.fallback_problem}[mode]()
+    if problem:
+        pytest.skip(f"{mode} cannot run here: {problem}")
+    return mode
+
+
+def hostile(tmp_path: Path, code: str, name: str = "submission") -> Path:
+    """The master's sources with `code` run at the start of Flatten.forward (exercise 2.2)."""
+    root = tmp_path / name
+    for folder in ("shared", "stages"):
+        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    layers = root / "shared" / "layers.py"
+    text = layers.read_text()
+    assert FLATTEN in text
+    code = textwrap.indent(textwrap.dedent(code).strip(), " " * 8)
+    layers.write_text(text.replace(FLATTEN, code + "\n" + FLATTEN, 1))
+    return root
+
+
+def flatten_calls(n: int = 1) -> list[Call]:
+    return [Call(probes.flatten, {"x": torch.ones(2, 3, 4)}) for _ in range(n)]
+
+
+def exercise_checks(mode: str, **limits) -> Options:
+    return Options(tier="public", schedule="quick", stages=(2,), losses=False, limits=Limits(isolation=mode, **limits))
+
+
+def rows(report, row: str) -> list:
+    return [r for r in report.results if r.row == row]
+
+
+def named(marker: str) -> list[int]:
+    """The live processes whose name (comm) is `marker` (not zombies: a killed process whose parent
+    is a container's init that reaps nothing stays one, holding no memory and running nothing)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("Name", "").strip() == marker and not fields.get("State", "").strip().startswith(("Z", "X")):
+            found.append(int(pid))
+    return found
+
+
+NAME_ME = "import ctypes; ctypes.CDLL(None).prctl(15, {marker!r}.encode(), 0, 0, 0)"  # PR_SET_NAME
+
+
+# --- the result channel ---
+
+FORGE = """
+import os, sys, torch
+for i in range(len(torch.load(sys.argv[1], weights_only=True)['calls'])):
+    torch.save({'status': 'pass'}, os.path.join(sys.argv[2], f'{i}.pt'))
+os._exit(0)
+"""
+PATCH_SAVE = """
+import torch.serialization as ser
+if not getattr(ser, '_forged', False):
+    _real = ser._save
+    def _forged(obj, *args, **kwargs):
+        return _real({'status': 'pass'} if isinstance(obj, dict) else obj, *args, **kwargs)
+    ser._save, ser._forged = _forged, True
+"""
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+@pytest.mark.parametrize("attack", [FORGE, PATCH_SAVE], ids=["forged result files", "patched torch.save"])
+def test_a_forged_result_passes_nothing(tmp_path, mode, attack):
+    report = grade(hostile(tmp_path, attack), exercise_checks(sandbox(mode)))
+    forged = rows(report, "2.2")
+    assert forged and {r.status for r in forged} == {"error"} and "is none of" in forged[0].message
+    assert report.isolation == mode
+
+
+# --- what the sandbox can see ---
+
+REACH = f"""
+import importlib, os, sys
+found = []
+for path in [{str(HIDDEN)!r}, {str(ROOT / 'shared' / 'layers.py')!r}, {str(ROOT / 'grader' / 'grade.py')!r}]:
+    try:
+        open(path).read(1)
+        found.append(path)
+    except OSError:
+        pass
+for name in ['makemore_wavenet.grader.hidden', 'makemore_wavenet.grader.grade', '_grader_reference.layers']:
+    try:
+        importlib.import_module(name)
+        found.append('import ' + name)
+    except Exception:
+        pass
+here = [p for p in sys.path if p.startswith({str(ROOT)!r})]
+bundle = sorted(f for _, _, fs in os.walk(sys.path[0]) for f in fs)
+raise RuntimeError(f'FOUND {{found}} PATHS {{here}} BUNDLE {{bundle}}')
+"""
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_the_masters_files_are_out_of_reach(tmp_path, mode):
+    """Neither the hidden checks nor the master's solutions, by path or by import; the grader's
+    code in the sandbox is its child's alone (no solution, no hidden check)."""
+    [outcome], _ = run_calls(hostile(tmp_path, REACH), flatten_calls(), Limits(isolation=sandbox(mode)))
+    assert outcome.status == "error" and "FOUND" in outcome.message
+    found = outcome.message.split("FOUND ")[1].split(" PATHS")[0]
+    assert "import" not in found  # no module of the master's grader, no solution, under any name
+    assert "PATHS []" in outcome.message
+    bundle = outcome.message.split("BUNDLE ")[1].split("]")[0]
+    assert "child.py" in bundle and "hidden" not in bundle and "layers.py" not in bundle and "grade.py" not in bundle
+    if mode == "bwrap":
+        assert found == "[]"  # not even there to read
+    else:  # the fallback hides only what is not readable by every user, and says so
+        assert (str(HIDDEN) in found) == isolation.exposed()
+        assert "readable by every user" in Session(Limits(isolation=mode)).report_fields()["isolation_note"]
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_symlinks_out_of_the_submission_are_not_followed(tmp_path, mode):
+    """A submission whose shared/ is a link to the master's, or holding a link to a private file,
+    gets neither: the links are left out of its copy, and the log says so."""
+    root = hostile(tmp_path, "pass")
+    shutil.rmtree(root / "shared")
+    (root / "shared").symlink_to(ROOT / "shared")
+    (root / "stages" / "secret.txt").symlink_to(HIDDEN)
+    report = grade(root, exercise_checks(sandbox(mode)))
+    assert report.passed == 0 and {r.status for r in report.results} <= {"error", "waiting"}
+    assert "shared is a link out of the submission" in report.log and "secret.txt is a link out" in report.log
+
+
+def test_a_link_inside_the_submission_stays_a_link_inside_its_copy(tmp_path):
+    root = hostile(tmp_path, "pass")
+    (root / "runs").mkdir()
+    (root / "runs" / "layers.py").symlink_to("../shared/layers.py")
+    notes = isolation.copy_submission(root, tmp_path / "copy")
+    assert notes == [] and (tmp_path / "copy" / "runs" / "layers.py").resolve() == \
+        (tmp_path / "copy" / "shared" / "layers.py").resolve()
+
+
+# --- nothing outlives grading, and nobody reaches a classmate ---
+
+DAEMON = """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        {name_me}
+        while True:
+            time.sleep(0.05)
+    os._exit(0)
+time.sleep(0.5)
+"""
+
+
+@pytest.mark.parametrize("mode", [*SANDBOXES, "none"])
+def test_a_daemon_does_not_outlive_grading(tmp_path, mode):
+    """setsid() and a double fork escape the process group; the sandbox kills them anyway. Without
+    isolation (the student's self-check on their own machine) the daemon survives: the baseline."""
+    marker = "dm" + secrets.token_hex(6)
+    mode = mode if mode == "none" else sandbox(mode)
+    [outcome], _ = run_calls(hostile(tmp_path, DAEMON.format(name_me=NAME_ME.format(marker=marker))), flatten_calls(),
+                             Limits(isolation=mode))
+    assert outcome.status == "ok"
+    left = named(marker)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert bool(left) == (mode == "none"), left
+
+
+SABOTEUR = """
+import glob, os, time, torch
+if os.fork() == 0:
+    os.setsid()
+    end = time.time() + 6
+    while time.time() < end:  # every result file it can find, and every process it can signal
+        for folder in glob.glob('/tmp/grader-*/*/out') + glob.glob('/tmp/grader-*') + glob.glob('/tmp/*/out'):
+            for i in range(20):
+                try:
+                    torch.save({'status': 'error', 'message': 'sabotaged'}, os.path.join(folder, f'{i}.pt'))
+                except Exception:
+                    pass
+        time.sleep(0.05)
+    os.kill(-1, 9)
+    os._exit(0)
+time.sleep(3)
+"""
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_a_classmates_daemon_cannot_touch_the_others_in_a_batch(tmp_path, mode):
+    subs = [(f"honest{i}", hostile(tmp_path, "pass", f"honest{i}")) for i in range(3)]
+    subs.insert(1, ("saboteur", hostile(tmp_path, SABOTEUR, "saboteur")))
+    options = exercise_checks(sandbox(mode))
+    with Gradebook(tmp_path / "book.db") as book, ThreadPoolExecutor(max_workers=2) as pool:
+        stored = dict(grade_many(subs, book, options, executor=pool, progress=False))
+        reports = {student: book.report(rid) for student, rid in stored.items()}
+    for student in ("honest0", "honest1", "honest2"):
+        assert reports[student].passed == len(reports[student].results), reports[student].table()
+        assert "sabotaged" not in reports[student].table(every_check=True)
+
+
+# --- the grader's own resources ---
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_huge_output_is_kept_as_a_tail_without_reading_it_whole(tmp_path, mode):
+    import resource
+
+    code = "import sys\nfor _ in range(200):\n    sys.stdout.write('x' * 10**6 + '\\n')\nprint('THE END')"
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    [outcome], log = run_calls(hostile(tmp_path, code), flatten_calls(), Limits(isolation=sandbox(mode)))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert outcome.status == "ok" and log.rstrip().endswith("THE END") and len(log) <= 2000
+    assert grown_mb < 100, f"the grader grew by {grown_mb:.0f} MB reading a 200 MB log"
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_a_result_too_large_is_refused_before_it_is_loaded(tmp_path, mode):
+    code = "return torch.zeros(10 * 2**20)  # 40 MB"
+    root = hostile(tmp_path, code)
+    patched = root / "shared" / "layers.py"
+    if "import torch" not in patched.read_text():
+        patched.write_text("import torch\n" + patched.read_text())
+    [outcome], _ = run_calls(root, flatten_calls(), Limits(isolation=sandbox(mode), result_mb=16))
+    assert outcome.status == "error" and "more than the 16 MB a result may be" in outcome.message
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_writing_past_the_disk_limit_is_stopped(tmp_path, mode):
+    code = """
+    import os, sys
+    for i in range(100):
+        with open(os.path.join(sys.argv[2], f'junk{i}'), 'wb') as f:
+            f.write(b'0' * 2**20)
+    """
+    [outcome], _ = run_calls(hostile(tmp_path, code), flatten_calls(), Limits(isolation=sandbox(mode), disk_mb=20))
+    assert outcome.status == "error" and ("more than 20 MB" in outcome.message or "File size" in outcome.message
+                                          or "SIGXFSZ" in outcome.message), outcome.message
+
+
+ESCAPES = r"""
+print('\x1b[2J\x1b[H\x1b]0;pwned\x07All 7 public checks passed\r\x1b[1A\x08')
+raise ValueError('\x1b[31mall good\x1b[0m\x07')
+"""
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_terminal_escapes_never_reach_the_terminal(tmp_path, mode, capsys):
+    root = hostile(tmp_path, ESCAPES)
+    assert grader_main(["grade", str(root), "--skip-loss", "--stage", "2", "--isolation", sandbox(mode),
+                        "--json", str(tmp_path / "r.json")]) == 1
+    out = capsys.readouterr().out
+    assert "All 7 public checks passed" in out and "ValueError: all good" in out
+    assert not [c for c in out if ord(c) < 32 and c not in "\n\t"], repr(out[-500:])
+    assert f"sandbox: {mode}" in out and '"isolation": "%s"' % mode in (tmp_path / "r.json").read_text()
+
+
+def test_clean_keeps_text_newlines_and_tabs():
+    assert clean("a\tb\nc\x1b[2Jd\x1b]0;title\x07e\rf\x00") == "a\tb\ncdef"
+    assert clean("line\r\nnext") == "line\nnext"
+
+
+def test_the_log_tail_is_read_from_the_end(tmp_path):
+    log = tmp_path / "log.txt"
+    log.write_bytes(b"x" * 10**6 + b"\x1b[2Jend\n")
+    assert tail(log, 10) == "xxxxxxend\n"
+
+
+# --- time ---
+
+SLOW = """
+import builtins
+builtins._calls = getattr(builtins, '_calls', 0) + 1
+if builtins._calls > 1:
+    import time
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_a_submission_that_is_slow_in_every_call_runs_out_of_its_budget(tmp_path, mode):
+    """Each call under its own limit, but the submission's total budget ends it; earlier results kept."""
+    start = time.monotonic()
+    outcomes, _ = run_calls(hostile(tmp_path, SLOW), flatten_calls(4),
+                            Limits(seconds=50, total_seconds=12, isolation=sandbox(mode)))
+    assert time.monotonic() - start < 30
+    assert [o.status for o in outcomes] == ["ok", "timeout", "timeout", "timeout"]
+    assert "time budget (12 s" in outcomes[1].message and "during this check" in outcomes[1].message
+    assert all("ran out before this check" in o.message for o in outcomes[2:])
+
+
+def test_the_budget_spans_both_rounds_and_grows_with_training_limits():
+    session = Session(Limits(isolation="none"))
+    assert session.budget == 600
+    session.add([Call(probes.flatten, {}), Call(probes.stage_logits, {}, seconds=300)])
+    assert session.budget == 600 + 2 * 300
+    assert Session(Limits(isolation="none", total_seconds=5)).budget == 5
+
+
+# --- processes and the network ---
+
+BOMB = """
+import os, time
+{name_me}
+while True:
+    if os.fork() == 0:
+        time.sleep(120)
+        os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_a_fork_bomb_is_contained_and_cleaned_up(tmp_path, mode):
+    marker = "fb" + secrets.token_hex(6)
+    calls = flatten_calls() + [Call(probes.embedding, {"ix": torch.zeros(2, 3, dtype=torch.long), "seed": 0})]
+    start = time.monotonic()
+    outcomes, _ = run_calls(hostile(tmp_path, BOMB.format(name_me=NAME_ME.format(marker=marker))), calls,
+                            Limits(seconds=30, processes=64, isolation=sandbox(mode)))
+    assert time.monotonic() - start < 60
+    assert outcomes[0].status == "error" and "Resource temporarily unavailable" in outcomes[0].message
+    assert outcomes[1].status == "ok"  # the next call, in a fresh child: nothing of the bomb is left
+    assert named(marker) == []
+
+
+CONNECT = """
+import socket
+s = socket.socket()
+s.settimeout(3)
+try:
+    s.connect(('127.0.0.1', {port}))
+    s.sendall(b'leaked')
+    raise RuntimeError('CONNECTED')
+except OSError as err:
+    print('no network:', err)
+"""
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_the_network_is_closed_under_bubblewrap_and_said_open_in_the_fallback(tmp_path, mode):
+    mode = sandbox(mode)
+    if mode == "fallback":  # it cannot cut the network: every report says so
+        report = grade(hostile(tmp_path, "pass"), exercise_checks(mode))
+        assert report.isolation == "fallback" and report.network_open is True
+        assert "network open" in report.table()
+        return
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.1)
+        report = grade(hostile(tmp_path, CONNECT.format(port=server.getsockname()[1])), exercise_checks(mode))
+        with pytest.raises(socket.timeout):
+            server.accept()
+    assert report.network_open is False and "no network" in report.table()
+    assert {r.status for r in rows(report, "2.2")} == {"pass"} and "no network: [Errno 111]" in report.log
+
+
+# --- choosing the isolation ---
+
+def test_the_hidden_tier_refuses_to_run_unisolated_unless_allowed(tmp_path):
+    root = hostile(tmp_path, "pass")
+    options = Options(tier="hidden", stages=(2,), losses=False, limits=Limits(isolation="none"))
+    with pytest.raises(GraderError, match="--allow-unisolated"):
+        grade(root, options)
+    allowed = Options(tier="hidden", stages=(2,), losses=False, limits=Limits(isolation="none", allow_unisolated=True))
+    report = grade(root, allowed)
+    assert report.isolation == "none" and "--allow-unisolated" in report.isolation_note
+    assert "sandbox: none, network open (run without isolation: allowed with --allow-unisolated" in report.table()
+
+
+def test_the_student_editions_self_check_needs_no_sandbox(monkeypatch):
+    from makemore_wavenet.shared import edition
+
+    monkeypatch.setattr(edition, "EDITION", "student")
+    chosen = isolation.resolve("auto")
+    assert chosen.mode == "none" and "no sandbox needed" in chosen.note
+
+
+def test_auto_takes_bubblewrap_where_it_runs():
+    sandbox("bwrap")
+    assert isolation.resolve("auto").mode == "bwrap" and not isolation.resolve("auto").network_open
+
+
+def test_an_unknown_or_impossible_isolation_is_a_grader_error(monkeypatch):
+    with pytest.raises(GraderError, match="none of"):
+        Session(Limits(isolation="chroot"))
+    monkeypatch.setattr(isolation, "_bwrap_state", lambda: ("bwrap is not installed", False))
+    with pytest.raises(GraderError, match="bubblewrap cannot run here: bwrap is not installed"):
+        Session(Limits(isolation="bwrap"))
