@@ -6,9 +6,10 @@
               and `unshare --user` maps them to 65534 in a user namespace of their own. The
               filesystem is read-only and holds only the Python runtime and its packages (the
               project's own installed package and its editable-install finder masked), the child's
-              code (`bundle`), the submission's copy, the job; writable are /work and /tmp, tmpfs of
-              `disk_mb` each, and /out, where results go. When the sandbox's first process ends the
-              kernel kills every other in its PID namespace: nothing outlives a call.
+              code (`bundle`), the submission's copy, the job; writable are /tmp and the working
+              folder, tmpfs of `disk_mb` each, and the results' folder (SANDBOX_ROOT). When the
+              sandbox's first process ends, the kernel kills every other in its PID namespace:
+              nothing outlives a call.
     fallback  where bubblewrap cannot run (Docker's default seccomp profile refuses namespaces): the
               child is started as a uid and gid of its own (no supplementary groups, no_new_privs,
               rlimits), on a copy of the submission in a 0700 folder that uid owns; after each call
@@ -49,7 +50,9 @@ CHILD_MODULES = ("__init__", "child", "probes", "notebook", "regions", "exercise
 # of the instructor's `shared`: what the child needs before the submission's code is loaded (its
 # training loop, edition marker, error types); none of these holds an exercise's solution
 REFERENCE_FILES = ("edition.py", "errors.py", "loop.py")
-SANDBOX_ROOT = {"submission": "/submission", "out": "/out", "work": "/work", "job": "/job.pt", "grader": "/grader"}
+# where things are in the sandbox: out of the way of any folder of the runtime's (mounted at its own path)
+SANDBOX_ROOT = {"submission": "/submission", "out": "/.grader/out", "work": "/.grader/work", "job": "/.grader/job.pt",
+                "grader": "/.grader/code"}
 
 
 class IsolationError(RuntimeError):
@@ -238,8 +241,28 @@ def _user_exists(uid: int) -> bool:
         return False
 
 
+SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")  # where any uid may write outside a sandbox (the fallback's reach)
+
+
 def release_uid(uid: int, fd: int) -> None:
+    """Kill the uid's processes, remove what it left in the shared temporary folders (the next
+    sandbox of that uid is another student's), and free the uid."""
     kill_uid(uid)
+    for folder in SHARED_TMP:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
     os.close(fd)
 
 
@@ -438,6 +461,8 @@ def bwrap_argv(box: Box, code: Path, limits, userns: bool | None = None) -> list
     userns = _userns_works() if userns is None else userns
     args = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--hostname", "sandbox", "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev"]
+    size = str(limits.disk_mb * 1024 * 1024)
+    args += ["--size", size, "--perms", "1777", "--tmpfs", "/tmp"]  # first: a runtime in /tmp is mounted on it
     made: set[str] = set()
     for src in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(src):
@@ -457,11 +482,9 @@ def bwrap_argv(box: Box, code: Path, limits, userns: bool | None = None) -> list
         made.add(src)
     for path in _project_files():  # an installed copy of the project, or its editable finder
         args += ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind", "/dev/null", path]
-    size = str(limits.disk_mb * 1024 * 1024)
-    args += ["--ro-bind", str(code), SANDBOX_ROOT["grader"], "--ro-bind", str(box.home / "sub"),
-             SANDBOX_ROOT["submission"], "--ro-bind", str(box.job), SANDBOX_ROOT["job"],
-             "--bind", str(box.out), SANDBOX_ROOT["out"],
-             "--size", size, "--perms", "1777", "--tmpfs", "/tmp",
+    args += ["--perms", "0755", "--dir", "/.grader", "--ro-bind", str(code), SANDBOX_ROOT["grader"],
+             "--ro-bind", str(box.home / "sub"), SANDBOX_ROOT["submission"],
+             "--ro-bind", str(box.job), SANDBOX_ROOT["job"], "--bind", str(box.out), SANDBOX_ROOT["out"],
              "--size", size, "--perms", "1777", "--tmpfs", SANDBOX_ROOT["work"]]
     for file in sorted((box.home / "work").iterdir()):
         args += ["--ro-bind", str(file), f"{SANDBOX_ROOT['work']}/{file.name}"]
@@ -524,7 +547,8 @@ def _trial(mode: str, userns: bool = True) -> str:
                             preexec_fn=_fallback_preexec(box.uid, _TrialLimits))
             boot = "import sys\n" f"sys.path[:] = {site_dirs()!r}\n" + PROBE
             python = [_python(), "-E", "-s", "-S", "-c", boot]
-            return _try(bwrap_argv(box, bundle(False), _TrialLimits, userns) + python, env=_env("/work", "/tmp"))
+            argv = bwrap_argv(box, bundle(False), _TrialLimits, userns) + python
+            return _try(argv, env=_env(SANDBOX_ROOT["work"], "/tmp"))
         finally:
             box.close()
 

@@ -200,12 +200,18 @@ def test_a_daemon_does_not_outlive_grading(tmp_path, mode):
 
 
 SABOTEUR = """
-import glob, os, time, torch
+import glob, os, sys, time, torch
 if os.fork() == 0:
     os.setsid()
     end = time.time() + 6
     while time.time() < end:  # every result file it can find, and every process it can signal
-        for folder in glob.glob('/tmp/grader-*/*/out') + glob.glob('/tmp/grader-*') + glob.glob('/tmp/*/out'):
+        folders = glob.glob('/tmp/grader-*/*/out') + glob.glob('/tmp/grader-*') + glob.glob('/tmp/*/out')
+        for cmdline in glob.glob('/proc/[0-9]*/cmdline'):  # the other children's arguments name their folders
+            try:
+                folders += [a.decode() for a in open(cmdline, 'rb').read().split(b'\\0') if a.endswith(b'/out')]
+            except OSError:
+                pass
+        for folder in set(folders) - {sys.argv[2]}:
             for i in range(20):
                 try:
                     torch.save({'status': 'error', 'message': 'sabotaged'}, os.path.join(folder, f'{i}.pt'))
@@ -229,6 +235,16 @@ def test_a_classmates_daemon_cannot_touch_the_others_in_a_batch(tmp_path, mode):
     for student in ("honest0", "honest1", "honest2"):
         assert reports[student].passed == len(reports[student].results), reports[student].table()
         assert "sabotaged" not in reports[student].table(every_check=True)
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_nothing_written_outside_the_sandbox_is_left_for_the_next_student(tmp_path, mode):
+    """The fallback's uid can write into /tmp (bubblewrap's /tmp is its own): what it left there is
+    removed with the uid, before another student's sandbox gets the same uid."""
+    left = f"/tmp/left-{secrets.token_hex(6)}"
+    code = f"open({left!r}, 'w').write('for the next student')"
+    [outcome], _ = run_calls(hostile(tmp_path, code), flatten_calls(), Limits(isolation=sandbox(mode)))
+    assert outcome.status == "ok" and not os.path.exists(left)
 
 
 # --- the grader's own resources ---
