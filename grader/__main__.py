@@ -29,7 +29,7 @@ from . import GraderError
 from .exercises import challenge_stage
 from .grade import TRAINING_SECONDS, Options
 from .isolation import MODES
-from .sandbox import Limits, clean
+from .sandbox import Limits, Session, clean
 from .thresholds import CALIBRATION_DIR, Thresholds
 
 EXIT_PASS, EXIT_NOT_PASSED, EXIT_USAGE, EXIT_GRADER = 0, 1, 2, 3
@@ -75,6 +75,8 @@ def cmd_grade_all(args) -> int:
     from .gradebook import Gradebook
 
     submissions = find_submissions(args.folder)
+    options = grading_options(args)
+    Session(options.limits, options.tier)  # a hidden tier with no sandbox here stops now, not in every report
     start = time.perf_counter()
     executor = None
     if args.scheduler:  # a Dask cluster: its client hands out a concurrent.futures executor
@@ -82,7 +84,7 @@ def cmd_grade_all(args) -> int:
 
         executor = Client(args.scheduler).get_executor()
     with Gradebook(args.gradebook) as book:
-        stored = grade_many(submissions, book, grading_options(args), cohort=args.cohort, executor=executor)
+        stored = grade_many(submissions, book, options, cohort=args.cohort, executor=executor)
         rows = [[student, f"{(r := book.report(rid)).passed}/{len(r.results)}", f"{100 * r.score:.1f}%"]
                 for student, rid in sorted(stored)]
     print(tabulate(rows, ["student", "checks passed", "score"]))

@@ -79,9 +79,10 @@ class Session:
         except iso.IsolationError as err:
             raise GraderError(str(err)) from None
         if tier == "hidden" and self.isolation.mode == "none" and not limits.allow_unisolated:
-            raise GraderError("the hidden tier runs students' code only in a sandbox, and none runs here "
-                              f"({self.isolation.note or 'isolation none'}): install bubblewrap, run the grader "
-                              "as root, or pass --allow-unisolated (the report records it)")
+            why = ("--isolation none asks for none:" if limits.isolation == "none" else
+                   f"none runs here ({self.isolation.note}): install bubblewrap and run the grader as root, or")
+            raise GraderError(f"the hidden tier runs students' code only in a sandbox, and {why} pass "
+                              "--allow-unisolated to grade without one (the report records it)")
         self.budget = limits.total_seconds if limits.total_seconds is not None else BASE_BUDGET
         self.spent = 0.0
 

@@ -414,6 +414,13 @@ def test_the_hidden_tier_refuses_to_run_unisolated_unless_allowed(tmp_path):
     assert "sandbox: none, network open (run without isolation: allowed with --allow-unisolated" in report.table()
 
 
+def test_grade_all_stops_at_once_when_the_hidden_tier_would_run_unisolated(tmp_path, capsys):
+    (tmp_path / "class" / "someone").mkdir(parents=True)
+    assert grader_main(["grade-all", str(tmp_path / "class"), "--isolation", "none",
+                        "--gradebook", str(tmp_path / "book.db")]) == 3
+    assert "--allow-unisolated" in capsys.readouterr().err and not (tmp_path / "book.db").exists()
+
+
 def test_the_student_editions_self_check_needs_no_sandbox(monkeypatch):
     from makemore_wavenet.shared import edition
 
