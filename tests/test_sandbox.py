@@ -148,6 +148,23 @@ def test_the_masters_files_are_out_of_reach(tmp_path, mode):
 
 
 @pytest.mark.parametrize("mode", SANDBOXES)
+def test_a_notebook_does_not_reach_the_hidden_checks_either(tmp_path, mode):
+    """A notebook runs beside the instructor's `shared` and `stages` (its exercises replace their
+    objects), never beside the grader's hidden checks."""
+    import nbformat
+
+    cell = (f"import importlib\nfound = []\ntry:\n    open({str(HIDDEN)!r}).read(1)\n    found.append('file')\n"
+            "except OSError:\n    pass\ntry:\n    importlib.import_module('makemore_wavenet.grader.hidden')\n"
+            "    found.append('import')\nexcept Exception:\n    pass\nprint('FOUND', found)\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+    nbformat.write(nb, tmp_path / "mine.ipynb")
+    [outcome], log = run_calls(tmp_path / "mine.ipynb", flatten_calls(), Limits(isolation=sandbox(mode)))
+    assert outcome.status == "ok"
+    expected = ["file"] if mode == "fallback" and isolation.exposed() else []
+    assert f"FOUND {expected}" in log, log
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
 def test_symlinks_out_of_the_submission_are_not_followed(tmp_path, mode):
     """A submission whose shared/ is a link to the master's, or holding a link to a private file,
     gets neither: the links are left out of its copy, and the log says so."""
@@ -307,10 +324,34 @@ def test_clean_keeps_text_newlines_and_tabs():
     assert clean("line\r\nnext") == "line\nnext"
 
 
-def test_the_log_tail_is_read_from_the_end(tmp_path):
+def test_the_log_tail_is_read_from_the_end(tmp_path, monkeypatch):
+    """Of a 10 MB log, the grader reads 4 bytes for each character it keeps, from the end."""
+    from makemore_wavenet.grader import sandbox as sb
+
     log = tmp_path / "log.txt"
-    log.write_bytes(b"x" * 10**6 + b"\x1b[2Jend\n")
-    assert tail(log, 10) == "xxxxxxend\n"
+    log.write_bytes(b"x" * 10**7 + b"\x1b[2Jend\n")
+    read = []
+
+    class Counting:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def read(self, *args):
+            data = self.f.read(*args)
+            read.append(len(data))
+            return data
+
+    monkeypatch.setattr(sb, "open", lambda *a, **k: Counting(open(*a, **k)), raising=False)
+    assert tail(log, 10) == "xxxxxxend\n" and sum(read) <= 40
 
 
 # --- time ---
