@@ -266,9 +266,10 @@ def release_uid(uid: int, fd: int) -> None:
     os.close(fd)
 
 
-def processes_of(uid: int) -> list[int]:
-    """The live (not zombie) processes whose real or effective uid is `uid`."""
-    pids = []
+def processes_of(uid: int, zombies: bool = False) -> list[int]:
+    """The live processes whose real or effective uid is `uid`; with `zombies`, the dead ones that
+    are this process's to reap instead."""
+    pids, me = [], str(os.getpid())
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -277,10 +278,20 @@ def processes_of(uid: int) -> list[int]:
                 status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
         except OSError:
             continue
-        uids = status.get("Uid", "").split()
-        if uids[:2] and str(uid) in uids[:2] and not status.get("State", "").strip().startswith(("Z", "X")):
+        uids, dead = status.get("Uid", "").split(), status.get("State", "").strip().startswith(("Z", "X"))
+        if uids[:2] and str(uid) in uids[:2] and (dead and status.get("PPid", "").strip() == me if zombies
+                                                   else not dead):
             pids.append(int(entry))
     return pids
+
+
+def become_subreaper() -> None:
+    """Orphans of the sandboxes' processes (a daemon's) become this process's children, so that it
+    reaps them once killed (`kill_uid`): a container's init often reaps nothing."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
 
 
 def kill_uid(uid: int, tries: int = 200) -> bool:
@@ -288,7 +299,7 @@ def kill_uid(uid: int, tries: int = 200) -> bool:
     left); True when none is."""
     for _ in range(tries):
         if not processes_of(uid):
-            return True
+            break
         pid = os.fork()
         if pid == 0:  # a process of that uid, so that kill(-1) reaches exactly its processes
             try:
@@ -300,6 +311,11 @@ def kill_uid(uid: int, tries: int = 200) -> bool:
                 os._exit(0)
         os.waitpid(pid, 0)
         time.sleep(0.005)
+    for pid in processes_of(uid, zombies=True):  # orphans of the sandbox, adopted as the subreaper
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
     return not processes_of(uid)
 
 
@@ -340,6 +356,8 @@ def prepare(mode: str, submission: Path, tmp: Path, files: dict[str, Path]) -> B
             shutil.copyfile(src, tmp / name)
         return Box("none", tmp, submission, tmp, tmp / "job.pt")
     os.chmod(tmp, 0o711)
+    if mode == "fallback":
+        become_subreaper()
     uid, lock = claim_uid()
     try:
         home = tmp / secrets.token_hex(8)
