@@ -477,7 +477,8 @@ def _fallback_preexec(uid: int, limits):
 def bwrap_argv(box: Box, code: Path, limits, userns: bool | None = None) -> list[str]:
     """bubblewrap's command line for `box`, up to the child's own command."""
     userns = _userns_works() if userns is None else userns
-    args = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+    args = [shutil.which("bwrap") or "bwrap",
+            "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--hostname", "sandbox", "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev"]
     size = str(limits.disk_mb * 1024 * 1024)
     args += ["--size", size, "--perms", "1777", "--tmpfs", "/tmp"]  # first: a runtime in /tmp is mounted on it
@@ -546,9 +547,6 @@ def _root_problem() -> str:
         return "not Linux"
     if os.geteuid() != 0:
         return "the grader does not run as root, so it cannot start children as another uid"
-    for tool in ("/usr/bin/setpriv",):
-        if not os.access(tool, os.X_OK):
-            return f"{tool} is missing (util-linux)"
     return ""
 
 
@@ -587,7 +585,8 @@ def _userns_works() -> bool:
 @functools.cache
 def _bwrap_state() -> tuple[str, bool]:
     """(why bubblewrap cannot run, '' if it can; whether a user namespace inside it can)."""
-    missing = "" if shutil.which("bwrap") else "bwrap is not installed (apt-get install bubblewrap)"
+    missing = ("" if shutil.which("bwrap") else "bwrap is not installed (apt-get install bubblewrap)") or \
+        ("" if os.access("/usr/bin/setpriv", os.X_OK) else "/usr/bin/setpriv is missing (util-linux)")
     problem = _root_problem() or missing
     if problem:
         return problem, False

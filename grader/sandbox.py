@@ -4,7 +4,11 @@ One child runs the calls in order and writes each result as it goes. A call that
 time limit is killed and reported as a timeout; a child that dies (a crash, `os._exit`, the memory
 limit) loses only the call it was in; in both cases a fresh child takes the remaining calls.
 Results are read with `torch.load(weights_only=True)`, so a forged result file can carry numbers,
-never code; what the child prints is kept as a log, never read as a result.
+never code; a child may only say ok, error or not done (pass and fail are the parent's); a result
+file is opened without following links and refused past `result_mb`. What the child prints is kept
+as a log, never read as a result: its tail, read from the end, control characters removed.
+Where the child runs (bubblewrap, a uid of its own, or the grader's own user) is `isolation`'s
+business; a Session holds it, and the time budget, across a submission's runs of calls.
 """
 
 from __future__ import annotations
