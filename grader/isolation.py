@@ -101,11 +101,20 @@ def resolve(requested: str) -> Isolation:
 @functools.cache
 def site_dirs() -> list[str]:
     """The folders the child's imports come from, in the grader's order: the interpreter's standard
-    library (lib-dynload included) and its site-packages; never the current folder, never a folder
-    a .pth file added (an editable install's), never the project's own."""
+    library (lib-dynload included) and its site-packages, and any other site-packages a .pth file
+    added (nox's session venvs reach the packages of the Python that runs nox that way); never the
+    current folder, never a source folder an editable install added, never the project's own."""
     prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix, sys.base_exec_prefix)}
-    paths = [p for p in sys.path if p and os.path.isdir(p)
-             and any(os.path.realpath(p).startswith(pre.rstrip("/") + "/") for pre in prefixes)]
+    project = os.path.realpath(Path(__file__).resolve().parents[1])
+
+    def runtime(path: str) -> bool:
+        real = os.path.realpath(path)
+        if real == project or real.startswith(project + "/"):
+            return False
+        return (any(real.startswith(pre.rstrip("/") + "/") for pre in prefixes)
+                or os.path.basename(real) in ("site-packages", "dist-packages"))
+
+    paths = [p for p in sys.path if p and os.path.isdir(p) and runtime(p)]
     paths += [sysconfig.get_path(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")]
     return [p for p in dict.fromkeys(paths) if p and os.path.isdir(p)]
 
