@@ -105,18 +105,19 @@ def site_dirs() -> list[str]:
     added (nox's session venvs reach the packages of the Python that runs nox that way); never the
     current folder, never a source folder an editable install added, never the project's own."""
     prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix, sys.base_exec_prefix)}
-    project = os.path.realpath(Path(__file__).resolve().parents[1])
+    project = Path(__file__).resolve().parents[1]  # a checkout (editable install) or the installed package
+    sources = [os.path.realpath(project / name) for name in ("shared", "stages", "grader")]
 
     def runtime(path: str) -> bool:
         real = os.path.realpath(path)
-        if real == project or real.startswith(project + "/"):
-            return False
+        if real == os.path.realpath(project) or any(real == s or real.startswith(s + "/") for s in sources):
+            return False  # a venv inside a checkout (nox's .nox/) is runtime; the project's sources are not
         return (any(real.startswith(pre.rstrip("/") + "/") for pre in prefixes)
                 or os.path.basename(real) in ("site-packages", "dist-packages"))
 
     paths = [p for p in sys.path if p and os.path.isdir(p) and runtime(p)]
     paths += [sysconfig.get_path(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")]
-    return [p for p in dict.fromkeys(paths) if p and os.path.isdir(p)]
+    return [p for p in dict.fromkeys(paths) if p and os.path.isdir(p) and runtime(p)]
 
 
 def _project_files() -> list[str]:

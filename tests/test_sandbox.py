@@ -124,7 +124,8 @@ for name in ['makemore_wavenet.grader.hidden', 'makemore_wavenet.grader.grade', 
         found.append('import ' + name)
     except Exception:
         pass
-here = [p for p in sys.path if p.startswith({str(ROOT)!r})]
+here = [p for p in sys.path if p.rstrip('/') == {str(ROOT)!r}
+        or any(p.startswith({str(ROOT)!r} + '/' + d) for d in ('shared', 'stages', 'grader'))]
 bundle = sorted(f for _, _, fs in os.walk(sys.path[0]) for f in fs)
 raise RuntimeError(f'FOUND {{found}} PATHS {{here}} BUNDLE {{bundle}}')
 """
