@@ -1,8 +1,8 @@
 """The student edition's notebooks as students open them (marked e2e: `nox -s e2e`, `pytest -m e2e`).
 
-The edition is released and installed into a venv of its own (`pip install -e .`, as its README
-says; its dependencies come from this interpreter's packages, found after the venv's own, so
-nothing is downloaded), and a Jupyter kernel of that venv is registered (`ipykernel install`).
+The edition is released and installed as its README says into a venv of its own that sees nothing
+of this interpreter's packages (torch==2.13.0 and ipykernel, then `pip install -e .` with its
+dependencies), and a Jupyter kernel of that venv is registered (`ipykernel install`).
 Each shipped notebook, filled with the master's solutions, then runs top to bottom in that kernel
 (nbclient), which must import the edition, not the master. Each notebook's grading hint runs as
 printed, on the fresh notebook and on the filled one: it grades (exit 0 or 1), never exits 2 or 3.
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from test_e2e import assert_sees_only_itself, fresh_venv
 from test_notebooks import fill_in
 
 from makemore_wavenet.grader.exercises import exercises
@@ -43,13 +44,11 @@ def installed(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("kernel")
     edition, venv = tmp / "student", tmp / "venv"
     assert run([sys.executable, "-m", "makemore_wavenet.grader", "release", "--out", edition], tmp).returncode == 0
-    assert run([sys.executable, "-m", "venv", venv], tmp).returncode == 0
-    python = venv / "bin" / "python"
-    site = run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp).stdout.strip()
-    runner = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
-    Path(site, "test_runner_packages.pth").write_text("\n".join(runner) + "\n")  # after the venv's own
-    out = run([python, "-m", "pip", "install", "-q", "--no-deps", "-e", "."], edition)
-    assert out.returncode == 0, out.stderr
+    python = fresh_venv(venv)  # torch==2.13.0, nothing of this interpreter's
+    for args in (["ipykernel"], ["-e", "."]):  # the README's two installs (jupyterlab left out: nbclient drives it)
+        out = run([python, "-m", "pip", "install", "-q", *args], edition)
+        assert out.returncode == 0, out.stderr
+    assert_sees_only_itself(python, venv, edition, clean_env())
     # the README's `python -m ipykernel install --user --name makemore`, into a folder of the test's own
     out = run([python, "-m", "ipykernel", "install", "--prefix", tmp / "jupyter", "--name", KERNEL], tmp)
     assert out.returncode == 0, out.stderr
