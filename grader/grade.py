@@ -275,6 +275,9 @@ def _stage_call(submission: Path, options: Options, stage: int, config) -> tuple
     else:
         if config.status != "ok":
             raise _CannotTrain(config.status, f"the stage's configuration: {config.message}")
+        if not isinstance(config.value, dict):
+            raise _CannotTrain("error", f"the stage's configuration came back as {type(config.value).__name__}, "
+                               "not as its fields")
         model_config = {k: v for k, v in config.value.items() if k != "params"}
         the_plan = plan(s, options.schedule)
     block_size, whole_names = model_config.get("block_size"), bool(model_config.get("whole_names"))

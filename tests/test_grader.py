@@ -384,3 +384,14 @@ def test_a_result_file_the_child_forged_passes_nothing(tmp_path, status):
     report = grade(root, Options(stages=(1,), **FAST))
     assert report.passed == 0 and {r.status for r in report.results} == {"error"}
     assert "is none of" in report.results[0].message
+
+
+def test_a_configuration_that_is_no_fields_is_an_error_not_a_grader_crash(tmp_path):
+    root = copy_master(tmp_path)
+    init = root / "shared" / "__init__.py"
+    init.write_text(init.read_text() + "\nimport sys as _s\nif _s.argv[0].endswith('child.py'):\n"
+                    "    import makemore_wavenet.grader.probes as _p\n"
+                    "    _p.PROBES['stage_config'] = lambda stage: [stage]\n")
+    report = grade(root, Options(stages=(1,)))
+    [loss] = [r for r in by_exercise(report, "stage 1") if r.check.startswith("val loss")]
+    assert loss.status == "error" and "not as its fields" in loss.message
