@@ -366,9 +366,8 @@ def _valid_checkpoint(submission: Path, stage: int, recipe, model_config: dict) 
     except ckpt_io.CheckpointError:
         return ""
     config = ckpt["model_config"]
-    same = (ckpt["recipe"] == recipe and ckpt["runtime"].seed == GRADER_SEED
-            and (config if isinstance(config, dict) else asdict(config)) == model_config)
-    return str(path) if ckpt.get("stage") == stage and same else ""
+    same_model = (config if isinstance(config, dict) else asdict(config)) == model_config
+    return str(path) if ckpt_io.trained_with(ckpt, stage, recipe, GRADER_SEED) and same_model else ""
 
 
 def stage_for_params(params: int | None) -> int | None:

@@ -17,8 +17,8 @@ from dataclasses import asdict
 import torch
 
 NOTEBOOK: dict = {}  # a notebook submission's namespace, when the child runs one
-# the instructor's trainer module (child.load_reference), which trains a submission's model in a loss
-# check; None in the student edition, whose self-check trains with the student's own trainer
+# the instructor's training loop, shared/loop.py (child.load_reference), which trains a submission's model
+# in a loss check; None in the student edition, whose self-check trains with the student's own trainer
 REFERENCE = None
 
 
@@ -324,7 +324,7 @@ def own_stage_logits(stage: int, schedule: str, names: str, seed: int, entry: st
         ckpt = ckpt_io.load(path) if path else None
     except ckpt_io.CheckpointError:
         ckpt = None
-    if ckpt and ckpt.get("stage") == stage and ckpt["recipe"] == the_plan.recipe and ckpt["runtime"].seed == seed:
+    if ckpt and ckpt_io.trained_with(ckpt, stage, the_plan.recipe, seed):
         model, _ = load_model(path, device="cpu")
     else:
         torch.manual_seed(seed)

@@ -64,6 +64,11 @@ def load(path: str | Path) -> dict:
     return ckpt
 
 
+def trained_with(ckpt: dict, stage: int, recipe: TrainConfig, seed: int) -> bool:
+    """Was this checkpoint (as `load` returns it) made by training `stage` with `recipe` under `seed`?"""
+    return ckpt.get("stage") == stage and ckpt["recipe"] == recipe and ckpt["runtime"].seed == seed
+
+
 def _from_format_1(ckpt: dict) -> dict:
     """Format 1's one "train_config" split into the recipe and the runtime it held."""
     recipe = dict(ckpt.pop("train_config"))
