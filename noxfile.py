@@ -99,13 +99,17 @@ def challenge(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Time per step of the trainer's engines against the lecture's loop, in the same run; 8 seeds at
-    once against one; stage 7's time per prediction against stage 6's; grading throughput
-    (`nox -s bench -- --stages 1 6` passes options to the first)."""
+    once against one; stage 7's time per prediction against stage 6's; what isolation costs, against
+    an explicit `--isolation none` in the same run: seconds per sandboxed child, and a class's grading
+    throughput from source (4 copies of the master, stages 1 and 4, quick schedule, --retrain; as
+    root, for the sandboxes to run). `nox -s bench -- --stages 1 6` passes options to the first;
+    `python benchmarks/grading_throughput.py --help` says how to grade more students or stages."""
     instructor_only(session)
     install(session)
     session.run("python", "benchmarks/trainer_vs_lecture_loop.py", *session.posargs, env=names_env())
     session.run("python", "benchmarks/many_seeds.py", "--stages", "1", "6", env=names_env())
     session.run("python", "benchmarks/per_position.py", env=names_env())
+    session.run("python", "benchmarks/isolation_cost.py", env=names_env())
     session.run("python", "benchmarks/grading_throughput.py", env=names_env())
 
 

@@ -2,9 +2,10 @@
 
 Each child starts, loads a copy of the answer key, runs one exercise check (Flatten on a small
 tensor) and returns its result: what every run of calls pays before any real work. Printed: the
-mean seconds per call under each isolation that runs here, and each one's ratio to `none` (the
-grader's own user, no sandbox), all measured in the same run, alternating so that a drift in the
-machine's load is shared.
+mean seconds per call under each isolation that runs here, each one's ratio to `none` (the
+grader's own user, no sandbox) and the seconds it adds, all measured in the same run, alternating
+so that a drift in the machine's load is shared. A submission's grading starts two such children
+(its exercise checks, then its loss checks), more when one dies or hangs.
 
     python benchmarks/isolation_cost.py --calls 10
 """
@@ -27,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--calls", type=int, default=10, help="children per isolation")
     args = parser.parse_args()
     modes = ["none"] + [m for m, problem in (("bwrap", isolation.bwrap_problem()),
@@ -48,10 +50,11 @@ def main() -> None:
                 times[mode].append(time.perf_counter() - start)
                 assert outcome.status == "ok", (mode, outcome)
     base = statistics.fmean(times["none"])
-    print(f"{'isolation':<10} {'s per call':>10} {'stdev':>7} {'vs none':>8}")
+    print(f"{'isolation':<10} {'s per call':>10} {'stdev':>7} {'vs none':>8} {'+s':>7}")
     for mode in modes:
         mean = statistics.fmean(times[mode])
-        print(f"{mode:<10} {mean:>10.3f} {statistics.stdev(times[mode]):>7.3f} {mean / base:>7.2f}x")
+        print(f"{mode:<10} {mean:>10.3f} {statistics.stdev(times[mode]):>7.3f} {mean / base:>7.2f}x "
+              f"{mean - base:>+7.3f}")
 
 
 if __name__ == "__main__":
