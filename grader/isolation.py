@@ -12,9 +12,14 @@
               nothing outlives a call.
     fallback  where bubblewrap cannot run (Docker's default seccomp profile refuses namespaces): the
               child is started as a uid and gid of its own (no supplementary groups, no_new_privs,
-              rlimits), on a copy of the submission in a 0700 folder that uid owns; after each call
-              every process of that uid is killed. It cannot cut the network, nor hide files that
-              are readable by every user (`exposed` says whether the grader's hidden checks are).
+              rlimits), on a copy of the submission in a 0700 folder that uid owns, in a folder of the
+              grader's (so that it cannot put anything in place of its results' folder or its job);
+              after each call every process and System V IPC object of that uid is removed, and what
+              it left in the shared temporary folders. It cannot cut the network, nor hide files
+              that are readable by every user (`exposed` says whether the grader's hidden checks or
+              the master's solutions are, and the log whether the submission's own folder is).
+    In both, the child's first lines install a seccomp filter (`seccomp_filter`) before any of the
+    submission's code runs: no user namespace of its own, where it would be root.
     none      the child runs as the grader's own user: the student's self-check on their own machine
               (the student edition's default), or an explicit baseline.
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import functools
+import grp
 import os
 import pwd
 import resource
@@ -79,17 +85,18 @@ def resolve(requested: str) -> Isolation:
         raise IsolationError(f"isolation {requested!r} is none of {MODES}")
     if requested == "auto" and is_student():
         return Isolation("none", True, "the self-check runs your own code on your own machine: no sandbox needed")
+    unfiltered = "" if seccomp_filter() else f"no seccomp filter for {os.uname().machine}: user namespaces not blocked"
     if requested in ("auto", "bwrap"):
         problem = bwrap_problem()
         if not problem:
-            return Isolation("bwrap", False)
+            return Isolation("bwrap", False, unfiltered)
         if requested == "bwrap":
             raise IsolationError(f"bubblewrap cannot run here: {problem}")
     if requested in ("auto", "fallback"):
         problem = fallback_problem()
         if not problem:
-            note = "the grader's hidden files are readable by every user" if exposed() else ""
-            return Isolation("fallback", True, note)
+            note = f"{exposed()} are readable by every user: a submission can read them" if exposed() else ""
+            return Isolation("fallback", True, "; ".join(filter(None, [note, unfiltered])))
         if requested == "fallback":
             raise IsolationError(f"the fallback sandbox cannot run here: {problem}")
     return Isolation("none", True, "no sandbox could run here (bubblewrap: " + bwrap_problem()
@@ -132,9 +139,12 @@ def _project_files() -> list[str]:
 
 @functools.cache
 def bundle(notebook: bool) -> Path:
-    """A private copy of the child's code: grader/'s child modules and, of the instructor's
-    `shared`, REFERENCE_FILES; for a notebook, whose exercises replace the package's own objects,
-    the instructor's whole `shared` and `stages` too. Made once per process, readable, not listable."""
+    """A private copy of the child's code: grader/'s child modules and, of the instructor's `shared`,
+    REFERENCE_FILES. For a notebook, whose exercises replace the package's own objects, the rest of
+    `shared` and `stages` too, as the student edition has them (`child_text`): stubs where the master
+    has solutions, so that a notebook that imports, subclasses or wraps the package's exercise code
+    instead of writing its own gets "not done", as in the student's self-check. Made once per
+    process, readable, not listable."""
     import makemore_wavenet.shared as shared_pkg
     import makemore_wavenet.stages as stages_pkg
 
@@ -142,26 +152,60 @@ def bundle(notebook: bool) -> Path:
     os.chmod(root, 0o711)
     out = root / secrets.token_hex(12)
     grader_dir, shared_dir = Path(__file__).resolve().parent, Path(shared_pkg.__file__).resolve().parent
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.ipynb")
     (out / "makemore_wavenet" / "grader").mkdir(parents=True)
     for name in CHILD_MODULES:
         shutil.copyfile(grader_dir / f"{name}.py", out / "makemore_wavenet" / "grader" / f"{name}.py")
-    # a child that loads the instructor's whole `shared` as its reference (before shared/loop.py) needs all of it
-    if notebook or "loop.py" not in (grader_dir / "child.py").read_text():
-        shutil.copytree(shared_dir, out / "makemore_wavenet" / "shared", ignore=ignore)
-        shutil.copytree(Path(stages_pkg.__file__).resolve().parent, out / "makemore_wavenet" / "stages", ignore=ignore)
+    (out / "makemore_wavenet" / "shared").mkdir()
+    if notebook:
+        for package in (shared_dir, Path(stages_pkg.__file__).resolve().parent):
+            for src in sorted(package.rglob("*")):
+                rel = src.relative_to(package)
+                if src.is_dir() or "__pycache__" in rel.parts or src.suffix in (".pyc", ".ipynb"):
+                    continue
+                dest = out / "makemore_wavenet" / package.name / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if src.suffix == ".py":
+                    dest.write_text(child_text(src), encoding="utf-8")
+                else:
+                    shutil.copyfile(src, dest)
     else:
-        (out / "makemore_wavenet" / "shared").mkdir()
         (out / "makemore_wavenet" / "shared" / "__init__.py").write_text('"""The grader\'s reference: its loop."""\n')
-        for name in REFERENCE_FILES:
-            if (shared_dir / name).is_file():
-                shutil.copyfile(shared_dir / name, out / "makemore_wavenet" / "shared" / name)
+    for name in REFERENCE_FILES:  # the instructor's own, whole (they hold no exercise)
+        if (shared_dir / name).is_file():
+            shutil.copyfile(shared_dir / name, out / "makemore_wavenet" / "shared" / name)
     for path in [out, *out.rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
     import atexit
 
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     return out
+
+
+def child_text(path: Path) -> str:
+    """A source file of `shared` or `stages` as a notebook's sandbox gets it: the student edition's
+    text (regions.student_text, as the release writes it). A file whose only regions are settings at
+    module level (stage 6's CONFIG) stays whole: the stage's config_hint, which the student edition
+    ships, spells that solution out, and its stub would make the module raise on import, so that
+    a notebook's own CONFIG could not take its place."""
+    from .regions import find_regions, student_text
+
+    text = path.read_text(encoding="utf-8")
+    regions = find_regions(path)
+    if regions and all(_is_setting(text.splitlines()[r.start], r.solution) for r in regions):
+        return text
+    return student_text(text)
+
+
+def _is_setting(begin: str, solution: tuple[str, ...]) -> bool:
+    """Is a region a module-level assignment (no code: a configuration)?"""
+    import ast
+
+    try:
+        body = ast.parse("\n".join(solution)).body
+    except SyntaxError:
+        return False
+    return (begin == begin.lstrip() and bool(body) and all(isinstance(n, (ast.Assign, ast.AnnAssign)) for n in body)
+            and not any(isinstance(n, ast.Lambda) for n in ast.walk(ast.Module(body=body, type_ignores=[]))))
 
 
 def copy_submission(src: Path, dest: Path) -> list[str]:
@@ -244,20 +288,25 @@ def claim_uid() -> tuple[int, int]:
 
 @functools.cache
 def _user_exists(uid: int) -> bool:
-    try:
-        pwd.getpwuid(uid)
-        return True
-    except KeyError:
-        return False
+    """Is `uid` a user, or its number a group (whose files the sandbox would reach as its gid)?"""
+    for lookup in (pwd.getpwuid, grp.getgrgid):
+        try:
+            lookup(uid)
+            return True
+        except KeyError:
+            pass
+    return False
 
 
 SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")  # where any uid may write outside a sandbox (the fallback's reach)
 
 
 def release_uid(uid: int, fd: int) -> None:
-    """Kill the uid's processes, remove what it left in the shared temporary folders (the next
-    sandbox of that uid is another student's), and free the uid."""
+    """Kill the uid's processes, remove what it left in the shared temporary folders and its System V
+    IPC objects (the next sandbox of that uid is another student's, and a shared memory segment
+    outlives its process: memory no one would free), and free the uid."""
     kill_uid(uid)
+    remove_ipc(uid)
     for folder in SHARED_TMP:
         try:
             entries = list(os.scandir(folder))
@@ -274,6 +323,35 @@ def release_uid(uid: int, fd: int) -> None:
             except OSError:
                 pass
     os.close(fd)
+
+
+IPC = {"shm": "shmctl", "msg": "msgctl", "sem": "semctl"}  # /proc/sysvipc/<kind>, and how to remove one
+
+
+def ipc_of(uid: int) -> list[tuple[str, int]]:
+    """The System V IPC objects (kind, id) that `uid` owns or made, in this IPC namespace (the
+    fallback's; a bubblewrap sandbox's own namespace ends with it)."""
+    found = []
+    for kind in IPC:
+        try:
+            lines = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()
+        except OSError:
+            continue
+        header = lines[0].split() if lines else []
+        for line in lines[1:]:
+            row = dict(zip(header, line.split()))
+            if str(uid) in (row.get("uid"), row.get("cuid")):
+                found.append((kind, int(row[header[1]])))
+    return found
+
+
+def remove_ipc(uid: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    for kind, ident in ipc_of(uid):
+        if kind == "sem":
+            libc.semctl(ident, 0, 0)  # IPC_RMID
+        else:
+            getattr(libc, IPC[kind])(ident, 0, None)
 
 
 def processes_of(uid: int, zombies: bool = False) -> list[int]:
@@ -344,7 +422,15 @@ class Box:
     lock: int | None = None
     notes: tuple[str, ...] = ()
     watch: tuple[Path, ...] = ()  # folders whose size the grader caps
-    home: Path | None = None  # the sandbox uid's own folder: the copy, the job, the results, the work
+    home: Path | None = None  # the grader's folder (0711) of the copy, results and work (the uid's), and the job
+
+    def job_written(self) -> None:
+        """The job file, once written: readable by the sandbox's uid (its group), nobody else's."""
+        if self.uid is not None:
+            os.chown(self.job, 0, self.uid)
+            os.chmod(self.job, 0o640)
+        else:
+            os.chmod(self.job, 0o644)
 
     def child_paths(self) -> tuple[str, str]:
         """The job file and the results folder as the child sees them."""
@@ -370,15 +456,23 @@ def prepare(mode: str, submission: Path, tmp: Path, files: dict[str, Path]) -> B
         become_subreaper()
     uid, lock = claim_uid()
     try:
+        # the grader's own folder (root's, 0711): the sandbox's uid owns what is in it, never the names
+        # in it, so that it cannot put a link to another folder in place of `out` or rewrite the job
         home = tmp / secrets.token_hex(8)
-        home.mkdir(mode=0o700)
+        home.mkdir()
+        os.chmod(home, 0o711)
         notes = copy_submission(submission, home / "sub")
+        if mode == "fallback" and readable_by_others(submission):
+            notes.append(f"{submission} is readable by every user: the fallback's other sandboxes (a classmate's "
+                         "code) can read it; keep the submissions in a folder only root can enter")
         out, work = home / "out", home / "work"
         out.mkdir()
         work.mkdir()
         for name, src in files.items():
             shutil.copyfile(src, work / name)
-        _chown_tree(home, uid)
+        for folder in (home / "sub", out, work):
+            _chown_tree(folder, uid)
+            os.chmod(folder, 0o700)
         inside = Path(SANDBOX_ROOT["submission"]) if mode == "bwrap" else home / "sub"
         if submission.is_file():
             inside = inside / submission.name
@@ -386,6 +480,22 @@ def prepare(mode: str, submission: Path, tmp: Path, files: dict[str, Path]) -> B
     except BaseException:
         release_uid(uid, lock)
         raise
+
+
+def readable_by_others(path: Path) -> bool:
+    """Can a user with no group of the owner's read `path` (every folder above it enterable)?"""
+    import stat
+
+    path = Path(path).resolve()
+    try:
+        for folder in path.parents:
+            if not os.stat(folder).st_mode & stat.S_IXOTH:
+                return False
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    need = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
+    return mode & need == need
 
 
 def _chown_tree(root: Path, uid: int) -> None:
@@ -417,13 +527,20 @@ def _python() -> str:
 
 
 @functools.cache
-def _runtime_fds() -> tuple[tuple[int, ...], callable]:
-    """For the fallback: the runtime's folders as /proc/self/fd/N paths of O_PATH descriptors the
-    child inherits, so that a Python installed in a folder other users cannot enter (pyenv's in
-    /root) still runs: the descriptor opens the installation, never the folders above it."""
+def _runtime_roots() -> dict[str, int]:
+    """For the fallback: the runtime's folders (the outermost of each), each with an O_PATH
+    descriptor the child inherits, so that a Python installed in a folder other users cannot enter
+    (pyenv's in /root) still runs: the descriptor opens the installation, never the folders above
+    it (though `..` from it leads to any of them that the uid may enter: `exposed` tries that too)."""
     roots = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, *site_dirs())}, key=len)
     roots = [r for i, r in enumerate(roots) if not any(r.startswith(o.rstrip("/") + "/") for o in roots[:i])]
-    fds = {root: os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for root in roots}
+    return {root: os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for root in roots}
+
+
+def _runtime_fds() -> tuple[tuple[int, ...], callable]:
+    """The descriptors of `_runtime_roots`, and a function that maps a path into the runtime to
+    its /proc/self/fd/N path."""
+    fds = _runtime_roots()
 
     def mapped(path: str) -> str:
         real = os.path.realpath(path)
@@ -434,11 +551,80 @@ def _runtime_fds() -> tuple[tuple[int, ...], callable]:
     return tuple(fds.values()), mapped
 
 
+def fd_routes(target: str, roots: dict[str, int]) -> list[str]:
+    """The paths by which the fallback's child could open `target` through its runtime descriptors:
+    from each, `..` up to the folder it shares with `target`, then down."""
+    routes = []
+    for root, fd in roots.items():
+        common = os.path.commonpath([root, target])
+        ups = len(Path(root).relative_to(common).parts)
+        routes.append(f"/proc/self/fd/{fd}/" + "../" * ups + os.path.relpath(target, common))
+    return routes
+
+
 def _boot(bundle_dir: str, sites: list[str]) -> str:
-    """The child's first lines: imports from the bundle, then the runtime's folders, nothing else."""
-    return ("import sys, runpy\n"
-            f"sys.path[:] = [{bundle_dir!r}] + {sites!r}\n"
-            "runpy.run_module('makemore_wavenet.grader.child', run_name='__main__', alter_sys=True)\n")
+    """The child's first lines: the seccomp filter, then imports from the bundle and the runtime's
+    folders, nothing else."""
+    return (_setup([bundle_dir, *sites])
+            + "import runpy\nrunpy.run_module('makemore_wavenet.grader.child', run_name='__main__', alter_sys=True)\n")
+
+
+def _setup(path: list[str]) -> str:
+    """A sandboxed child's first lines, before any of the submission's code: install the seccomp
+    filter (`seccomp_filter`; no_new_privs is already set), then set the import path."""
+    return ("import sys, ctypes\n"
+            f"_program = {seccomp_filter()!r}\n"
+            "if _program:\n"
+            "    class _Prog(ctypes.Structure):\n"
+            "        _fields_ = [('len', ctypes.c_ushort), ('filter', ctypes.c_void_p)]\n"
+            "    _buffer = ctypes.create_string_buffer(_program, len(_program))\n"
+            "    _prog = _Prog(len(_program) // 8, ctypes.addressof(_buffer))\n"
+            "    _prctl = ctypes.CDLL(None, use_errno=True).prctl\n"
+            "    if _prctl(22, ctypes.c_ulong(2), ctypes.byref(_prog), ctypes.c_ulong(0), ctypes.c_ulong(0)):\n"
+            "        raise SystemExit(f'[grader] no seccomp filter: errno {ctypes.get_errno()}')\n"
+            "    del _Prog, _buffer, _prog, _prctl\n"
+            "del _program\n"
+            f"sys.path[:] = {path!r}\n")
+
+
+# a seccomp filter, as Flatpak's: no user namespace of its own for a sandboxed process, in which it
+# would be root (mounts, namespaces of every kind, far more of the kernel within reach). bubblewrap's
+# own --disable-userns needs --unshare-user, which as root would map the child to the host's root.
+CLONE_NEWUSER = 0x10000000
+SECCOMP_ARCH = {"x86_64": (0xC000003E, 272, 56, 435), "aarch64": (0xC00000B7, 97, 220, 435)}  # audit arch, unshare,
+# clone, clone3
+
+
+@functools.cache
+def seccomp_filter() -> bytes:
+    """The filter as a classic BPF program (struct sock_filter[]): unshare and clone with
+    CLONE_NEWUSER fail with EPERM; clone3, whose flags a filter cannot read, with ENOSYS (the C
+    library then uses clone); every system call of another ABI (i386, x32) with EPERM; b'' on an
+    architecture it does not know (the Isolation's note says so)."""
+    import struct
+
+    if os.uname().machine not in SECCOMP_ARCH:
+        return b""
+    arch, unshare, clone, clone3 = SECCOMP_ARCH[os.uname().machine]
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, ..., BPF_RET|K
+    allow, errno, eperm, enosys = 0x7FFF0000, 0x00050000, 1, 38
+    program = [
+        (ld, 0, 0, 4),  # 0: the architecture
+        (jeq, 1, 0, arch),  # 1
+        (ret, 0, 0, errno | eperm),  # 2: another ABI
+        (ld, 0, 0, 0),  # 3: the system call's number
+        (jge, 0, 1, 0x40000000),  # 4: x32's
+        (ret, 0, 0, errno | eperm),  # 5
+        (jeq, 0, 1, clone3),  # 6
+        (ret, 0, 0, errno | enosys),  # 7
+        (jeq, 1, 0, unshare),  # 8
+        (jeq, 0, 3, clone),  # 9
+        (ld, 0, 0, 16),  # 10: the flags (the first argument's low half)
+        (jset, 0, 1, CLONE_NEWUSER),  # 11
+        (ret, 0, 0, errno | eperm),  # 12
+        (ret, 0, 0, allow),  # 13
+    ]
+    return b"".join(struct.pack("=HBBI", code, jt, jf, k) for code, jt, jf, k in program)
 
 
 def _env(home: str, tmpdir: str | None) -> dict:
@@ -509,8 +695,7 @@ def bwrap_argv(box: Box, code: Path, limits, userns: bool | None = None) -> list
             continue
         args += _parents(src, made) + ["--ro-bind", src, src]
         made.add(src)
-    for path in _project_files():  # an installed copy of the project, or its editable finder
-        args += ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind", "/dev/null", path]
+    args += masks(made, str(Path(__file__).resolve().parents[1]), _project_files(), sorted(runtime, key=len))
     args += ["--perms", "0755", "--dir", "/.grader", "--ro-bind", str(code), SANDBOX_ROOT["grader"],
              "--ro-bind", str(box.home / "sub"), SANDBOX_ROOT["submission"],
              "--ro-bind", str(box.job), SANDBOX_ROOT["job"], "--bind", str(box.out), SANDBOX_ROOT["out"],
@@ -521,6 +706,24 @@ def bwrap_argv(box: Box, code: Path, limits, userns: bool | None = None) -> list
              "--clear-groups", "--no-new-privs"]
     if userns:
         args += ["/usr/bin/unshare", "--user", f"--map-user={INSIDE_UID}", f"--map-group={INSIDE_UID}"]
+    return args
+
+
+def masks(mounted: set[str], project: str, installed: list[str], runtime: list[str]) -> list[str]:
+    """bwrap arguments that hide the project from the sandbox: its installed copies and editable
+    finders in the runtime's folders (`installed`), and the project itself where a folder mounted
+    whole holds it (a copy installed under /usr, outside the runtime's own site-packages); a
+    runtime folder inside what was hidden is mounted again."""
+    def inside(path: str, folder: str) -> bool:
+        return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+    hidden = list(dict.fromkeys(installed + ([project] if any(inside(project, m) for m in mounted) else [])))
+    args = []
+    for path in hidden:
+        args += ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind", "/dev/null", path]
+    for src in runtime:
+        if any(inside(src, h) and src != h for h in hidden):
+            args += ["--ro-bind", src, src]
     return args
 
 
@@ -567,11 +770,11 @@ def _trial(mode: str, userns: bool = True) -> str:
             box.job.touch()
             if mode == "fallback":
                 fds, mapped = _runtime_fds()
-                boot = "import sys\n" f"sys.path[:] = {[mapped(p) for p in site_dirs()]!r}\n" + PROBE
+                boot = _setup([mapped(p) for p in site_dirs()]) + PROBE
                 env = {**_env(tmp, tmp), "PYTHONHOME": mapped(os.path.realpath(sys.base_prefix))}
                 return _try([mapped(_python()), "-s", "-S", "-c", boot], env=env, pass_fds=fds,
                             preexec_fn=_fallback_preexec(box.uid, _TrialLimits))
-            boot = "import sys\n" f"sys.path[:] = {site_dirs()!r}\n" + PROBE
+            boot = _setup(site_dirs()) + PROBE
             python = [_python(), "-E", "-s", "-S", "-c", boot]
             argv = bwrap_argv(box, bundle(False), _TrialLimits, userns) + python
             return _try(argv, env=_env(SANDBOX_ROOT["work"], "/tmp"))
@@ -616,17 +819,55 @@ def fallback_problem() -> str:
     return f"a sandbox uid cannot run Python and import torch here: {problem}" if problem else ""
 
 
+def private_files() -> list[str]:
+    """The instructor's files no submission may read: the hidden checks (grader/hidden) and the
+    master's solutions (the sources with solution regions)."""
+    from .regions import source_files
+
+    project = Path(__file__).resolve().parents[1]
+    hidden = project / "grader" / "hidden"
+    files = sorted(p for p in hidden.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    files += [p for p in source_files(project) if "# BEGIN EXERCISE" in p.read_text(encoding="utf-8")]
+    return [str(p) for p in files]
+
+
 @functools.cache
-def exposed() -> bool:
-    """Can a sandbox uid read the grader's hidden checks (the fallback cannot hide them)?"""
-    hidden = Path(__file__).resolve().parent / "hidden" / "__init__.py"
-    if not hidden.exists():
-        return False
+def readable_private_files() -> tuple[str, ...]:
+    """Of `private_files`, those a sandbox uid can read, tried as the fallback's child: by path, and
+    through the runtime folders it is handed. The fallback cannot hide them (bubblewrap mounts none
+    of them): its note says so."""
+    files = private_files()
+    if not files:
+        return ()
+    roots = _runtime_roots()
+    routes = [[f, *fd_routes(f, roots)] for f in files]
+    probe = ("import sys\n"
+             f"for i, paths in enumerate({routes!r}):\n"
+             "    for path in paths:\n"
+             "        try:\n"
+             "            open(path, 'rb').read(1)\n"
+             "        except OSError:\n"
+             "            continue\n"
+             "        print(i)\n"
+             "        break\n")
     uid, lock = claim_uid()
     try:
         fds, mapped = _runtime_fds()
         env = {"PATH": "/usr/bin:/bin", "PYTHONHOME": mapped(os.path.realpath(sys.base_prefix))}
-        return _try([mapped(_python()), "-s", "-S", "-c", f"open({str(hidden)!r}).read(1); print('ok')"], env=env,
-                    pass_fds=fds, preexec_fn=_fallback_preexec(uid, _TrialLimits)) == ""
+        done = subprocess.run([mapped(_python()), "-s", "-S", "-c", probe], env=env, pass_fds=fds,
+                              preexec_fn=_fallback_preexec(uid, _TrialLimits), capture_output=True, text=True,
+                              timeout=30, stdin=subprocess.DEVNULL)
     finally:
         release_uid(uid, lock)
+    return tuple(files[int(i)] for i in done.stdout.split() if i.isdigit() and int(i) < len(files))
+
+
+def exposed() -> str:
+    """What of the instructor's private files a sandbox uid can read ('' nothing), as the
+    fallback's note says it."""
+    readable = readable_private_files()
+    hidden = str(Path(__file__).resolve().parent / "hidden")
+    what = [name for name, found in (("the grader's hidden checks", any(f.startswith(hidden + "/") for f in readable)),
+                                     ("the master's solutions", any(not f.startswith(hidden + "/") for f in readable)))
+            if found]
+    return " and ".join(what)

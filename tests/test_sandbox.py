@@ -145,13 +145,40 @@ def test_the_masters_files_are_out_of_reach(tmp_path, mode):
     if mode == "bwrap":
         assert found == "[]"  # not even there to read
     else:  # the fallback hides only what is not readable by every user, and says so
-        assert (str(HIDDEN) in found) == isolation.exposed()
+        assert (str(HIDDEN) in found) == (str(HIDDEN) in isolation.readable_private_files())
         assert "readable by every user" in Session(Limits(isolation=mode)).report_fields()["isolation_note"]
+
+
+def test_the_fallbacks_note_counts_what_its_runtime_descriptors_reach(tmp_path, monkeypatch):
+    """The fallback hands its child descriptors of the runtime's folders; `..` from one leads to any
+    folder above it that the uid may enter, even inside one it may not enter by path (a venv beside
+    the grader in a course folder under /root): a private file reached that way is exposed too."""
+    sandbox("fallback")
+    assert os.stat(tmp_path.parent.parent).st_mode & 0o077 == 0  # pytest's own folder: private
+    course = tmp_path / "course"
+    (course / "venv").mkdir(parents=True)
+    secret = course / "hidden.py"
+    secret.write_text("SEED = 1234\n")
+    for path in (tmp_path, course, course / "venv"):
+        os.chmod(path, 0o755)
+    os.chmod(secret, 0o644)
+    roots = dict(isolation._runtime_roots())
+    monkeypatch.setattr(isolation, "private_files", lambda: [str(secret)])
+    isolation.readable_private_files.cache_clear()
+    try:
+        assert isolation.readable_private_files() == ()  # by path: pytest's folder is closed
+        fd = os.open(course / "venv", os.O_PATH | os.O_DIRECTORY)
+        monkeypatch.setattr(isolation, "_runtime_roots", lambda: {**roots, str(course / "venv"): fd})
+        isolation.readable_private_files.cache_clear()
+        assert isolation.readable_private_files() == (str(secret),)
+        os.close(fd)
+    finally:
+        isolation.readable_private_files.cache_clear()
 
 
 @pytest.mark.parametrize("mode", SANDBOXES)
 def test_a_notebook_does_not_reach_the_hidden_checks_either(tmp_path, mode):
-    """A notebook runs beside the instructor's `shared` and `stages` (its exercises replace their
+    """A notebook runs beside a `shared` and `stages` of the package (its exercises replace their
     objects), never beside the grader's hidden checks."""
     import nbformat
 
@@ -161,9 +188,43 @@ def test_a_notebook_does_not_reach_the_hidden_checks_either(tmp_path, mode):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
     nbformat.write(nb, tmp_path / "mine.ipynb")
     [outcome], log = run_calls(tmp_path / "mine.ipynb", flatten_calls(), Limits(isolation=sandbox(mode)))
-    assert outcome.status == "ok"
-    expected = ["file"] if mode == "fallback" and isolation.exposed() else []
+    assert outcome.status == "not done"  # the package's Flatten beside it is a stub: the notebook defines none
+    expected = ["file"] if mode == "fallback" and str(HIDDEN) in isolation.readable_private_files() else []
     assert f"FOUND {expected}" in log, log
+
+
+BORROWED = """
+import makemore_wavenet.shared.layers as package_layers
+from makemore_wavenet.shared.data import build_dataset as package_build_dataset
+
+
+class Embedding(package_layers.Embedding):
+    pass
+
+
+Flatten = package_layers.Flatten
+FlattenConsecutive = package_layers.FlattenConsecutive
+
+
+def build_dataset(words, block_size):
+    return package_build_dataset(words, block_size)
+"""
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_a_notebook_that_borrows_the_packages_exercise_code_gets_stubs(tmp_path, mode):
+    """The package beside a notebook in the sandbox is the student edition's: stubs where the master
+    has solutions. A notebook that subclasses, renames or wraps the package's exercise code instead
+    of writing its own is not done on those exercises (as in the student's self-check), never a pass."""
+    import nbformat
+
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(BORROWED)]), tmp_path / "borrowed.ipynb")
+    report = grade(tmp_path / "borrowed.ipynb", Options(tier="hidden", losses=False,
+                                                         limits=Limits(isolation=sandbox(mode))))
+    borrowed = [r for r in report.results if r.row in ("2.1", "2.2", "3.1", "4.1")]
+    assert {r.row for r in borrowed} == {"2.1", "2.2", "3.1", "4.1"}, report.table()
+    assert {r.status for r in borrowed} == {"not done"}, report.table(every_check=True)
+    assert report.passed == 0
 
 
 @pytest.mark.parametrize("mode", SANDBOXES)
@@ -177,6 +238,41 @@ def test_symlinks_out_of_the_submission_are_not_followed(tmp_path, mode):
     report = grade(root, exercise_checks(sandbox(mode)))
     assert report.passed == 0 and {r.status for r in report.results} <= {"error", "waiting"}
     assert "shared is a link out of the submission" in report.log and "secret.txt is a link out" in report.log
+
+
+def test_the_fallback_says_when_a_submission_is_readable_by_its_classmates(tmp_path):
+    """The fallback's sandboxes share the machine's filesystem: a class folder every user can read
+    is readable by every classmate's code, and the instructor's record says so."""
+    import tempfile
+
+    sandbox("fallback")
+    closed = hostile(tmp_path, "pass")
+    assert not isolation.readable_by_others(closed)  # pytest's folder is private
+    _, log = run_calls(closed, flatten_calls(), Limits(isolation="fallback"))
+    assert "readable by every user" not in log
+    open_class = Path(tempfile.mkdtemp(prefix="class-", dir="/tmp"))
+    try:
+        os.chmod(open_class, 0o755)
+        root = hostile(open_class, "pass")
+        assert isolation.readable_by_others(root)
+        _, log = run_calls(root, flatten_calls(), Limits(isolation="fallback"))
+        assert f"{root} is readable by every user" in log
+    finally:
+        shutil.rmtree(open_class)
+
+
+def test_the_project_is_hidden_wherever_a_mounted_folder_holds_it(tmp_path):
+    """An installed copy of the project in a runtime folder is masked; so is the project itself when a
+    folder mounted whole holds it (installed under /usr, which every sandbox mounts), and a runtime
+    folder inside it is mounted again on top."""
+    project, venv = tmp_path / "usr" / "course", tmp_path / "usr" / "course" / "venv"
+    venv.mkdir(parents=True)
+    finder = tmp_path / "site" / "__editable__.makemore_wavenet.pth"
+    finder.parent.mkdir()
+    finder.touch()
+    args = isolation.masks({str(tmp_path / "usr")}, str(project), [str(finder)], [str(venv)])
+    assert args == ["--ro-bind", "/dev/null", str(finder), "--tmpfs", str(project), "--ro-bind", str(venv), str(venv)]
+    assert isolation.masks({"/usr"}, str(project), [], [str(venv)]) == []
 
 
 def test_a_link_inside_the_submission_stays_a_link_inside_its_copy(tmp_path):
@@ -265,6 +361,81 @@ def test_nothing_written_outside_the_sandbox_is_left_for_the_next_student(tmp_pa
     code = f"open({left!r}, 'w').write('for the next student')"
     [outcome], _ = run_calls(hostile(tmp_path, code), flatten_calls(), Limits(isolation=sandbox(mode)))
     assert outcome.status == "ok" and not os.path.exists(left)
+
+
+SWAP = """
+import os, sys
+job, out = sys.argv[1], sys.argv[2]
+done = []
+for name, path in (('out', out), ('job', job)):
+    try:
+        os.rename(path, path + '-moved')
+        done.append('moved ' + name)
+        os.rename(path + '-moved', path)
+    except OSError:
+        pass
+try:
+    open(job, 'ab').close()
+    done.append('job writable')
+except OSError:
+    pass
+try:
+    os.symlink('/', os.path.join(os.path.dirname(out), 'planted'))
+    done.append('a link beside out')
+except OSError:
+    pass
+raise RuntimeError(f'SWAPPED {done}')
+"""
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_a_sandbox_cannot_swap_its_results_folder_or_its_job(tmp_path, mode):
+    """The folder the grader reads results from, and the job every fresh child reads, are the
+    grader's: a child that could put a link to a classmate's results folder in place of its own
+    would be graded on the classmate's work (their paths are in /proc where the fallback runs), and a
+    job it rewrote could name another submission for the next child to load."""
+    [outcome], _ = run_calls(hostile(tmp_path, SWAP), flatten_calls(), Limits(isolation=sandbox(mode)))
+    assert outcome.status == "error" and "SWAPPED []" in outcome.message, outcome.message
+
+
+IPC = """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+made = [libc.shmget(0, 1 << 20, 0o1600), libc.msgget(0, 0o1600), libc.semget(0, 1, 0o1600)]  # IPC_PRIVATE, IPC_CREAT
+assert min(made) >= 0, (made, ctypes.get_errno())
+print('IPC MADE', made)
+"""
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_no_ipc_object_outlives_its_sandbox(tmp_path, mode):
+    """A System V shared memory segment outlives the process that made it (memory that no one would
+    free, readable by the next sandbox of that uid): removed with the uid, as bubblewrap's IPC
+    namespace ends with the sandbox."""
+    [outcome], log = run_calls(hostile(tmp_path, IPC), flatten_calls(), Limits(isolation=sandbox(mode)))
+    assert outcome.status == "ok" and "IPC MADE" in log, (outcome, log)
+    assert [obj for uid in isolation.UIDS for obj in isolation.ipc_of(uid)] == []
+
+
+LOGS = """
+import os
+read = []
+for path in [os.path.join(os.getcwd(), '..', '..', 'log.txt')]:  # the fallback's: a classmate's is at the same place
+    try:
+        open(path).read(1)
+        read.append(path)
+    except OSError:
+        pass
+raise RuntimeError(f'READ {read}')
+"""
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_no_log_is_readable_from_a_sandbox(tmp_path, mode):
+    """What a submission prints is the instructor's record: no log is readable from a sandbox (the
+    fallback's child shares /tmp with the grader, where its classmates' logs are too)."""
+    [outcome], _ = run_calls(hostile(tmp_path, LOGS), flatten_calls(), Limits(isolation=sandbox(mode)))
+    assert outcome.status == "error" and "READ []" in outcome.message, outcome.message
 
 
 # --- the grader's own resources ---
@@ -443,6 +614,55 @@ def test_the_network_is_closed_under_bubblewrap_and_said_open_in_the_fallback(tm
             server.accept()
     assert report.network_open is False and "no network" in report.table()
     assert {r.status for r in rows(report, "2.2")} == {"pass"} and "no network: [Errno 111]" in report.log
+
+
+USERNS = """
+import ctypes, os, platform, subprocess, threading
+libc = ctypes.CDLL(None, use_errno=True)
+made = []
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if libc.unshare(0x10000000) == 0 else ctypes.get_errno())
+made.append(('unshare(CLONE_NEWUSER)', os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])))
+clone = {'x86_64': 56, 'aarch64': 220}.get(platform.machine())
+if clone:
+    pid = libc.syscall(clone, 0x10000000 | 17, 0, 0, 0, 0)  # CLONE_NEWUSER | SIGCHLD, fork-like
+    if pid == 0:
+        os._exit(0)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) if pid > 0 else -ctypes.get_errno()
+    made.append(('clone(CLONE_NEWUSER)', code))
+shell = subprocess.run(['/usr/bin/unshare', '--user', '--map-root-user', 'id', '-u'], capture_output=True, text=True)
+made.append(('unshare --user', shell.returncode, shell.stdout.strip(), shell.stderr.strip()[-80:]))
+ran = []
+thread = threading.Thread(target=ran.append, args=(1,))
+thread.start()
+thread.join()
+raise RuntimeError(f'MADE {made} THREAD {ran}')
+"""
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_no_user_namespace_can_be_made_in_a_sandbox(tmp_path, mode):
+    """In a user namespace of its own a process is root: it may mount, make namespaces of every kind,
+    and reach far more of the kernel. A seccomp filter refuses unshare and clone with CLONE_NEWUSER
+    (EPERM, 1), the unshare command included; threads and subprocesses still work."""
+    [outcome], _ = run_calls(hostile(tmp_path, USERNS), flatten_calls(), Limits(isolation=sandbox(mode)))
+    assert outcome.status == "error" and "MADE" in outcome.message, outcome.message
+    assert "('unshare(CLONE_NEWUSER)', 1)" in outcome.message, outcome.message
+    assert "('clone(CLONE_NEWUSER)', -1)" in outcome.message or "clone(" not in outcome.message, outcome.message
+    assert "('unshare --user', 1, ''," in outcome.message and "Operation not permitted" in outcome.message
+    assert "THREAD [1]" in outcome.message
+
+
+def test_the_seccomp_filter_refuses_only_new_user_namespaces():
+    import struct
+
+    program = isolation.seccomp_filter()
+    if not program:
+        pytest.skip("no seccomp filter for this architecture")
+    assert len(program) % 8 == 0 and len(program) // 8 < 64
+    returns = {k for code, _, _, k in struct.iter_unpack("=HBBI", program) if code == 0x06}
+    assert returns == {0x7FFF0000, 0x00050001, 0x00050026}  # allow, EPERM, ENOSYS (clone3)
 
 
 # --- choosing the isolation ---
