@@ -54,7 +54,8 @@ def cmd_grade(args) -> int:
             print("\nThe last of what the code printed (control characters removed; never read as a result):")
             print(clean(report.log).rstrip())
     if args.json:
-        print(f"report written to {report.save(args.json)}")
+        handed = report if is_student() else student_copy(report, args)  # a self-check's report: the student's
+        print(" ".join(filter(None, [f"report written to {handed.save(args.json)}.", handed.sharing_line()])))
     return EXIT_PASS if report.results and report.passed == len(report.results) else EXIT_NOT_PASSED
 
 
@@ -68,10 +69,15 @@ def _log_worthy(is_notebook: bool) -> set[str]:
     return statuses
 
 
+def student_copy(report, args):
+    """The report as a student may see it (Report.for_student), with what the instructor chose to share."""
+    return report.for_student(details=args.share_details, log=args.share_log)
+
+
 def cmd_grade_all(args) -> int:
     import time
 
-    from .batch import find_submissions, grade_many
+    from .batch import find_submissions, grade_many, hand_back
     from .gradebook import Gradebook
 
     submissions = find_submissions(args.folder)
@@ -87,8 +93,12 @@ def cmd_grade_all(args) -> int:
         stored = grade_many(submissions, book, options, cohort=args.cohort, executor=executor)
         rows = [[student, f"{(r := book.report(rid)).passed}/{len(r.results)}", f"{100 * r.score:.1f}%"]
                 for student, rid in sorted(stored)]
+        if args.reports:
+            hand_back(book, stored, args.reports, details=args.share_details, log=args.share_log)
     print(tabulate(rows, ["student", "checks passed", "score"]))
     print(f"{len(stored)} submissions graded in {time.perf_counter() - start:.1f} s; reports in {args.gradebook}")
+    if args.reports:
+        print(f"each student's copy of their report, to hand back: {args.reports}/STUDENT.json and STUDENT.md")
     return EXIT_PASS
 
 
@@ -169,6 +179,16 @@ def add_grading_options(p: argparse.ArgumentParser, tier: str, schedule: str, st
                    "from: calibration.json (val) and hidden/calibration.json (test), as `calibrate --out` writes them")
 
 
+def add_sharing_options(p: argparse.ArgumentParser) -> None:
+    """What a report meant for the student may hold beyond its statuses, checks and losses."""
+    p.add_argument("--share-details", action="store_true", help="keep every check's message in the student's copy: "
+                   "those of hidden checks, and on the hidden tier those of public checks that did not pass (an "
+                   "exception message can carry a hidden input); without it they say the details are in the "
+                   "instructor's records. The copy records that they were shared")
+    p.add_argument("--share-log", action="store_true", help="keep what the submission printed (the log's tail) "
+                   "in the student's copy; without it the log stays in the instructor's records. The copy records it")
+
+
 def grading_options(args) -> Options:
     """The grading Options from what add_grading_options defines."""
     timeout = getattr(args, "timeout", None)  # given: every check's limit
@@ -193,19 +213,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", default=".", help="the checkout, student edition or .ipynb to grade")
     add_grading_options(p, tier="public", schedule="quick", stages=stages)
     p.add_argument("--skip-loss", action="store_true", help="only the exercise checks: no training, in seconds")
-    p.add_argument("--json", help="also write the report as JSON to this file")
+    p.add_argument("--json", help="also write the report as JSON to this file: the student's copy, to hand back "
+                   "(the terminal, the instructor's, shows everything): hidden-tier details and the log are left "
+                   "out unless --share-details, --share-log say otherwise. The student edition's self-check writes "
+                   "it whole")
+    add_sharing_options(p)
     p.add_argument("--every-check", action="store_true", help="one row per check instead of per exercise")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("grade-all", help="grade a folder of submissions into the gradebook", formatter_class=fmt,
                        description="Grade every subfolder of FOLDER (one per student) in parallel processes; "
-                       "store every report in the SQLite gradebook.")
+                       "store every report, whole, in the SQLite gradebook (the instructor's records).")
     p.add_argument("folder", help="one subfolder per student, named by the student's id")
     p.add_argument("--gradebook", default="gradebook.db", help="the SQLite gradebook to add the reports to")
     p.add_argument("--cohort", default="", help="cohort label stored with every report (e.g. 2026-fall)")
     add_grading_options(p, tier="hidden", schedule="full", stages=stages)
     p.add_argument("--scheduler", help="grade on a Dask cluster: the scheduler's address (tcp://host:8786); "
                    "needs `pip install distributed`. Default: local processes, one per core")
+    p.add_argument("--reports", metavar="DIR", help="also write each student's copy of their report, to hand back: "
+                   "DIR/STUDENT.json and DIR/STUDENT.md (hidden-tier details and the log left out unless "
+                   "--share-details, --share-log say otherwise; the gradebook keeps everything)")
+    add_sharing_options(p)
     p.set_defaults(func=cmd_grade_all)
 
     p = sub.add_parser("leaderboard", help="print per-stage leaderboards from the gradebook", formatter_class=fmt,

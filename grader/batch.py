@@ -3,7 +3,8 @@
 Grading one submission is an independent job, so any `concurrent.futures` executor can run them:
 local processes by default. Each report is stored the moment it arrives, and a submission that
 breaks the grader itself still gets a report that says so: one bad submission never costs
-another's result.
+another's result. The gradebook is the instructor's record and keeps every report whole; what
+goes back to a student is their copy (Report.for_student), written by `hand_back`.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ def grade_one(student: str, path: Path, options: Options) -> Report:
 
 
 def error_report(path: Path, options: Options, message: str, log: str = "") -> Report:
-    """The report of a submission that could not be graded at all: one check, an error."""
+    """The report of a submission that could not be graded at all: one check, an error (of the
+    submission as a whole, so a public row, as a notebook's "every code cell parses" is)."""
     return Report(str(path), options.tier, options.schedule,
-                  [CheckResult(None, "submission", "grading", options.tier, "error", message)], log=log)
+                  [CheckResult(None, "submission", "grading", "public", "error", message)], log=log)
 
 
 def grade_many(submissions: list[tuple[str, Path]], gradebook: Gradebook, options: Options = Options(),
@@ -77,3 +79,18 @@ def grade_many(submissions: list[tuple[str, Path]], gradebook: Gradebook, option
         if own:
             executor.shutdown()
     return stored
+
+
+def hand_back(gradebook: Gradebook, stored: list[tuple[str, int]], folder: str | Path, details: bool = False,
+              log: bool = False) -> list[Path]:
+    """Write each student's copy of their report into `folder` as STUDENT.json and STUDENT.md: what
+    the instructor hands back, without the hidden-tier details and the log unless `details`, `log`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for student, report_id in stored:
+        copy = gradebook.report(report_id).for_student(details=details, log=log)
+        markdown = folder / f"{student}.md"
+        markdown.write_text(copy.to_markdown(), encoding="utf-8")
+        written += [copy.save(folder / f"{student}.json"), markdown]
+    return written

@@ -1,10 +1,14 @@
-"""A grading report: every check's result, the score, a table for people and JSON for machines."""
+"""A grading report: every check's result, the score, a table for people and JSON for machines.
+
+A report is the instructor's record, whole; what goes back to a student is `for_student()`'s copy."""
 
 from __future__ import annotations
 
 import json
+import re
 import textwrap
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from tabulate import tabulate
@@ -14,6 +18,12 @@ from .exercises import exercises
 STATUSES = ("pass", "fail", "not done", "waiting", "error", "timeout")  # waiting: on an exercise not done
 # an exercise shows its most telling check: unfinished work first, then breakage, then wrong answers
 PRECEDENCE = ("not done", "waiting", "error", "timeout", "fail", "pass")
+# what a student's copy of a report (Report.for_student) says in place of what it leaves out
+HIDDEN_NOTE = "hidden check: its details are in your instructor's records"
+IN_REACH_NOTE = ("its details are in your instructor's records (this grading put hidden inputs within your code's "
+                 "reach); your own self-check, `nox -s grade`, shows this public check's details")
+LOG_NOTE = "(what your code printed is in your instructor's records)"
+SHARE = {"details": "the hidden checks' details", "log": "what the code printed"}  # --share-details, --share-log
 
 
 @dataclass
@@ -51,6 +61,8 @@ class Report:
     isolation: str = ""  # where the submission's code ran: "bwrap", "fallback", "none" ("": a report from before)
     network_open: bool | None = None  # could the submission's code reach the network (None: not recorded)
     isolation_note: str = ""  # what else the sandbox's line says (--allow-unisolated, the self-check needs none)
+    audience: str = "instructor"  # "student": a copy made by for_student(), which leaves out what `shared` lacks
+    shared: list[str] = field(default_factory=list)  # a student's copy: what the instructor chose to share (SHARE)
     version: int = 2  # 2: results name their stage and row, losses are data; 1: one "exercise" string
 
     @property
@@ -75,6 +87,41 @@ class Report:
             return ""
         net = "" if self.network_open is None else ", network open" if self.network_open else ", no network"
         return f"sandbox: {self.isolation}{net}" + (f" ({self.isolation_note})" if self.isolation_note else "")
+
+    def sharing_line(self) -> str:
+        """What a student's copy leaves out, so that its reader knows where the rest went; "" otherwise."""
+        if self.audience != "student":
+            return ""
+        left_out = [text for key, text in SHARE.items() if key not in self.shared]
+        if not left_out:
+            return "This copy is for the student; the instructor shared every detail of the grading."
+        return f"This copy is for the student: {' and '.join(left_out)} are in the instructor's records."
+
+    def for_student(self, details: bool = False, log: bool = False) -> Report:
+        """A copy to hand back: without the log (whatever the code chose to print) and, unless
+        `details`, without what may carry a hidden input (see _student_row). Status, row and loss
+        stay. `details` and `log` (--share-details, --share-log) keep the rest; the copy records them."""
+        hidden = Counter()
+        results = []
+        for r in self.results:
+            hidden[r.row] += r.tier == "hidden"
+            results.append(replace(r) if details else self._student_row(r, hidden[r.row]))
+        kept_log = self.log if log or not self.log.strip() else LOG_NOTE
+        shared = [key for key, on in (("details", details), ("log", log)) if on]
+        return replace(self, results=results, losses=list(self.losses), log=kept_log, audience="student",
+                       shared=shared)
+
+    def _student_row(self, r: CheckResult, k: int) -> CheckResult:
+        """r as a student's copy shows it. A hidden check's name holds its input sizes and its message
+        can hold its inputs: "hidden check k" and a note. On the hidden tier the child holds every call
+        of its round from the start, so a public check's error or failure can repeat a hidden input
+        too: a note. The grader's own words stay (a pass, a loss it computed, what a row waits on),
+        and every message of a grading without hidden inputs."""
+        if r.tier == "hidden":
+            name = "test loss" if r.check.startswith("test loss") else f"hidden check {k}"  # no threshold
+            return replace(r, check=name, message=HIDDEN_NOTE if r.message else "")
+        in_reach = self.tier == "hidden" and r.message and r.value is None and r.status not in ("pass", "waiting")
+        return replace(r, message=IN_REACH_NOTE) if in_reach else replace(r)
 
     def summary(self) -> str:
         n = len(self.results)
@@ -109,7 +156,16 @@ class Report:
                             tablefmt=tablefmt, disable_numparse=True)
         sandbox = f"; {self.sandbox_line()}" if self.sandbox_line() else ""
         return "\n".join([f"{self.title()}  ({self.schedule} schedule, {self.seconds:.0f} s{sandbox})", body, "",
-                          self.summary()])
+                          self.summary(), *filter(None, [self.sharing_line()])])
+
+    def to_markdown(self) -> str:
+        """Feedback as Markdown: the table in a code block (its cells wrap over lines, which a Markdown
+        table cannot hold), and the log as this report holds it."""
+        title = f"# Grading report: {self.student}" if self.student else "# Grading report"
+        parts = [title, "", _fenced(self.table())]
+        if self.log.strip():
+            parts += ["", "What the code printed (its last part):", "", _fenced(self.log)]
+        return "\n".join(parts) + "\n"
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -131,6 +187,12 @@ class Report:
                              for r in data["results"]]
         fields["losses"] = [Loss(**loss) for loss in data.get("losses", [])]
         return cls(**fields)
+
+
+def _fenced(text: str) -> str:
+    """`text` in a Markdown code block whose fence is longer than any run of backticks in it."""
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", text)), default=0))
+    return f"{fence}text\n{text.rstrip()}\n{fence}"
 
 
 def _wrap(text: str, width: int = 70) -> str:
