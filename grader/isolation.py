@@ -15,11 +15,12 @@
               rlimits), on a copy of the submission in a 0700 folder that uid owns, in a folder of the
               grader's (so that it cannot put anything in place of its results' folder or its job);
               after each call every process and System V IPC object of that uid is removed, and what
-              it left in the shared temporary folders. It cannot cut the network, nor hide files
-              that are readable by every user (`exposed` says whether the grader's hidden checks or
-              the master's solutions are, and the log whether the submission's own folder is).
+              it left in the shared temporary folders. It cannot hide files that are readable by
+              every user (`exposed` says whether the grader's hidden checks or the master's
+              solutions are, and the log whether the submission's own folder is).
     In both, the child's first lines install a seccomp filter (`seccomp_filter`) before any of the
-    submission's code runs: no user namespace of its own, where it would be root.
+    submission's code runs: no user namespace of its own, where it would be root, and no socket, so
+    that the fallback, which shares the host's network, has none either.
     none      the child runs as the grader's own user: the student's self-check on their own machine
               (the student edition's default), or an explicit baseline.
 
@@ -85,7 +86,8 @@ def resolve(requested: str) -> Isolation:
         raise IsolationError(f"isolation {requested!r} is none of {MODES}")
     if requested == "auto" and is_student():
         return Isolation("none", True, "the self-check runs your own code on your own machine: no sandbox needed")
-    unfiltered = "" if seccomp_filter() else f"no seccomp filter for {os.uname().machine}: user namespaces not blocked"
+    unfiltered = "" if seccomp_filter() else (f"no seccomp filter for {os.uname().machine}: user namespaces and "
+                                              "sockets not refused")
     if requested in ("auto", "bwrap"):
         problem = bwrap_problem()
         if not problem:
@@ -96,7 +98,7 @@ def resolve(requested: str) -> Isolation:
         problem = fallback_problem()
         if not problem:
             note = f"{exposed()} are readable by every user: a submission can read them" if exposed() else ""
-            return Isolation("fallback", True, "; ".join(filter(None, [note, unfiltered])))
+            return Isolation("fallback", not seccomp_filter(), "; ".join(filter(None, [note, unfiltered])))
         if requested == "fallback":
             raise IsolationError(f"the fallback sandbox cannot run here: {problem}")
     return Isolation("none", True, "no sandbox could run here (bubblewrap: " + bwrap_problem()
@@ -208,25 +210,38 @@ def _is_setting(begin: str, solution: tuple[str, ...]) -> bool:
             and not any(isinstance(n, ast.Lambda) for n in ast.walk(ast.Module(body=body, type_ignores=[]))))
 
 
+COPY_MB, COPY_ENTRIES = 1024, 20_000  # the most of a submission that is copied (the grader's disk and time)
+
+
 def copy_submission(src: Path, dest: Path) -> list[str]:
     """Copy what the child reads of the submission (`src`: a folder, or a notebook file) into `dest`.
     Symlinks that stay inside the submission stay symlinks (relative, into the copy); a symlink out
-    of it, or anything but a file or folder, is not copied: returns a note for each."""
+    of it, or anything but a file or folder, is not copied; past COPY_MB or COPY_ENTRIES (a sparse
+    file of a terabyte, a million empty ones) nothing more is: returns a note for each."""
     src = src.resolve()
     notes: list[str] = []
     dest.mkdir(parents=True, exist_ok=True)
     if src.is_file():
+        if src.stat().st_size > COPY_MB << 20:
+            notes.append(f"{src.name} is larger than {COPY_MB} MB: not copied")
+            return notes
         shutil.copyfile(src, dest / src.name)
         return notes
+    left = {"bytes": COPY_MB << 20, "entries": COPY_ENTRIES}
     for top in COPIED:
-        _copy_entry(src, src / top, dest / top, notes)
+        _copy_entry(src, src / top, dest / top, notes, left)
     return notes
 
 
-def _copy_entry(root: Path, path: Path, dest: Path, notes: list[str]) -> None:
+def _copy_entry(root: Path, path: Path, dest: Path, notes: list[str], left: dict) -> None:
     if not os.path.lexists(path):
         return
     rel = path.relative_to(root)
+    left["entries"] -= 1
+    if left["entries"] < 0:
+        if left["entries"] == -1:
+            notes.append(f"more than {COPY_ENTRIES} files and folders: {rel} and what follows not copied")
+        return
     if path.is_symlink():
         target = Path(os.path.realpath(path))
         if not target.is_relative_to(root) or not os.path.exists(target):
@@ -240,8 +255,13 @@ def _copy_entry(root: Path, path: Path, dest: Path, notes: list[str]) -> None:
             return
         dest.mkdir()
         for child in sorted(path.iterdir()):
-            _copy_entry(root, child, dest / child.name, notes)
+            _copy_entry(root, child, dest / child.name, notes, left)
     elif path.is_file():
+        size = path.lstat().st_size
+        if size > left["bytes"]:
+            notes.append(f"{rel} ({size >> 20} MB) is past the {COPY_MB} MB a submission's copy may take: not copied")
+            return
+        left["bytes"] -= size
         shutil.copyfile(path, dest)
     else:
         notes.append(f"{rel} is neither a file nor a folder: not copied")
@@ -587,43 +607,50 @@ def _setup(path: list[str]) -> str:
             f"sys.path[:] = {path!r}\n")
 
 
-# a seccomp filter, as Flatpak's: no user namespace of its own for a sandboxed process, in which it
-# would be root (mounts, namespaces of every kind, far more of the kernel within reach). bubblewrap's
-# own --disable-userns needs --unshare-user, which as root would map the child to the host's root.
+# a seccomp filter for every sandboxed child: no user namespace of its own, in which it would be root
+# (mounts, namespaces of every kind, far more of the kernel within reach), as Flatpak's (bubblewrap's
+# --disable-userns needs --unshare-user, which as root would map the child to the host's root); no
+# socket but socketpair: the network closed where the fallback shares the host's (localhost's services,
+# a Dask scheduler's port, abstract Unix sockets), and io_uring, whose operations pass by seccomp, off
+SECCOMP_ARCH = {"x86_64": (0xC000003E, {"unshare": 272, "clone": 56, "clone3": 435, "socket": 41}),
+                "aarch64": (0xC00000B7, {"unshare": 97, "clone": 220, "clone3": 435, "socket": 198})}
 CLONE_NEWUSER = 0x10000000
-SECCOMP_ARCH = {"x86_64": (0xC000003E, 272, 56, 435), "aarch64": (0xC00000B7, 97, 220, 435)}  # audit arch, unshare,
-# clone, clone3
+EPERM, ENOSYS = 1, 38
+# refused outright, with the error a program takes for "not here" (clone3 and io_uring: the C library
+# and Python fall back to clone and plain system calls)
+REFUSED = {"clone3": ENOSYS, "socket": EPERM, "io_uring_setup": ENOSYS, "io_uring_enter": ENOSYS,
+           "io_uring_register": ENOSYS}
+IO_URING = {"io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427}  # the same on both
 
 
 @functools.cache
 def seccomp_filter() -> bytes:
     """The filter as a classic BPF program (struct sock_filter[]): unshare and clone with
-    CLONE_NEWUSER fail with EPERM; clone3, whose flags a filter cannot read, with ENOSYS (the C
-    library then uses clone); every system call of another ABI (i386, x32) with EPERM; b'' on an
-    architecture it does not know (the Isolation's note says so)."""
+    CLONE_NEWUSER fail with EPERM; REFUSED fail as it says (clone3, whose flags a filter cannot read;
+    socket; io_uring); every system call of another ABI (i386, x32) fails with EPERM; b'' on an
+    architecture it does not know (the Isolation says so)."""
     import struct
 
     if os.uname().machine not in SECCOMP_ARCH:
         return b""
-    arch, unshare, clone, clone3 = SECCOMP_ARCH[os.uname().machine]
+    arch, numbers = SECCOMP_ARCH[os.uname().machine]
+    numbers = {**numbers, **IO_URING}
     ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, ..., BPF_RET|K
-    allow, errno, eperm, enosys = 0x7FFF0000, 0x00050000, 1, 38
-    program = [
-        (ld, 0, 0, 4),  # 0: the architecture
-        (jeq, 1, 0, arch),  # 1
-        (ret, 0, 0, errno | eperm),  # 2: another ABI
-        (ld, 0, 0, 0),  # 3: the system call's number
-        (jge, 0, 1, 0x40000000),  # 4: x32's
-        (ret, 0, 0, errno | eperm),  # 5
-        (jeq, 0, 1, clone3),  # 6
-        (ret, 0, 0, errno | enosys),  # 7
-        (jeq, 1, 0, unshare),  # 8
-        (jeq, 0, 3, clone),  # 9
-        (ld, 0, 0, 16),  # 10: the flags (the first argument's low half)
-        (jset, 0, 1, CLONE_NEWUSER),  # 11
-        (ret, 0, 0, errno | eperm),  # 12
-        (ret, 0, 0, allow),  # 13
-    ]
+    allow, errno = 0x7FFF0000, 0x00050000
+    program = [(ld, 0, 0, 4),  # the architecture
+               (jeq, 1, 0, arch),
+               (ret, 0, 0, errno | EPERM),  # another ABI
+               (ld, 0, 0, 0),  # the system call's number
+               (jge, 0, 1, 0x40000000),  # x32's
+               (ret, 0, 0, errno | EPERM)]
+    for name, error in REFUSED.items():
+        program += [(jeq, 0, 1, numbers[name]), (ret, 0, 0, errno | error)]
+    program += [(jeq, 1, 0, numbers["unshare"]),
+                (jeq, 0, 3, numbers["clone"]),
+                (ld, 0, 0, 16),  # the flags: the first argument's low half
+                (jset, 0, 1, CLONE_NEWUSER),
+                (ret, 0, 0, errno | EPERM),
+                (ret, 0, 0, allow)]
     return b"".join(struct.pack("=HBBI", code, jt, jf, k) for code, jt, jf, k in program)
 
 

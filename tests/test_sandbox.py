@@ -261,6 +261,24 @@ def test_the_fallback_says_when_a_submission_is_readable_by_its_classmates(tmp_p
         shutil.rmtree(open_class)
 
 
+def test_the_copy_of_a_submission_is_bounded(tmp_path, monkeypatch):
+    """The grader copies a submission as root onto its own disk: a sparse file of terabytes, or a
+    million empty ones, would fill it. Past the bounds nothing more is copied, and the log says so."""
+    root = hostile(tmp_path, "pass")
+    (root / "runs").mkdir()
+    with open(root / "runs" / "huge.pt", "wb") as f:
+        f.truncate((isolation.COPY_MB + 1) << 20)  # sparse: no disk
+    notes = isolation.copy_submission(root, tmp_path / "copy")
+    copy = tmp_path / "copy"
+    assert not (copy / "runs" / "huge.pt").exists() and (copy / "shared" / "layers.py").exists()
+    assert [n for n in notes if "runs/huge.pt" in n and "not copied" in n], notes
+    for i in range(20):
+        (root / "runs" / f"empty{i}").touch()
+    monkeypatch.setattr(isolation, "COPY_ENTRIES", 10)
+    notes = isolation.copy_submission(root, tmp_path / "copy2")
+    assert sum(1 for _ in (tmp_path / "copy2").rglob("*")) <= 10 and any("more than 10 files" in n for n in notes)
+
+
 def test_the_project_is_hidden_wherever_a_mounted_folder_holds_it(tmp_path):
     """An installed copy of the project in a runtime folder is masked; so is the project itself when a
     folder mounted whole holds it (installed under /usr, which every sandbox mounts), and a runtime
@@ -586,34 +604,43 @@ def test_a_fork_bomb_is_contained_and_cleaned_up(tmp_path, mode):
 
 CONNECT = """
 import socket
-s = socket.socket()
-s.settimeout(3)
-try:
-    s.connect(('127.0.0.1', {port}))
-    s.sendall(b'leaked')
-    raise RuntimeError('CONNECTED')
-except OSError as err:
-    print('no network:', err)
+for family, address in ((socket.AF_INET, ('127.0.0.1', {port})), (socket.AF_UNIX, {abstract!r})):
+    try:
+        with socket.socket(family) as s:
+            s.settimeout(3)
+            s.connect(address)
+            s.sendall(b'leaked')
+        raise RuntimeError(f'CONNECTED to {{address}}')
+    except OSError as err:
+        print('no network:', family.name, err)
+a, b = socket.socketpair()  # within the process: still there
+a.close()
+b.close()
 """
 
 
 @pytest.mark.parametrize("mode", SANDBOXES)
-def test_the_network_is_closed_under_bubblewrap_and_said_open_in_the_fallback(tmp_path, mode):
+def test_no_socket_reaches_out_of_a_sandbox(tmp_path, mode):
+    """Neither a TCP port on localhost (a Dask scheduler's, any service's) nor an abstract Unix socket
+    (no file permission guards one) is reachable: bubblewrap's network namespace is empty, and in both
+    sandboxes the seccomp filter refuses socket() (socketpair stays), so that the fallback, which
+    shares the host's network, has none either. Every report says so."""
     mode = sandbox(mode)
-    if mode == "fallback":  # it cannot cut the network: every report says so
-        report = grade(hostile(tmp_path, "pass"), exercise_checks(mode))
-        assert report.isolation == "fallback" and report.network_open is True
-        assert "network open" in report.table()
-        return
-    with socket.socket() as server:
+    abstract = "\0grader-test-" + secrets.token_hex(6)
+    with socket.socket() as server, socket.socket(socket.AF_UNIX) as local:
         server.bind(("127.0.0.1", 0))
-        server.listen()
-        server.settimeout(0.1)
-        report = grade(hostile(tmp_path, CONNECT.format(port=server.getsockname()[1])), exercise_checks(mode))
-        with pytest.raises(socket.timeout):
-            server.accept()
-    assert report.network_open is False and "no network" in report.table()
-    assert {r.status for r in rows(report, "2.2")} == {"pass"} and "no network: [Errno 111]" in report.log
+        local.bind(abstract)
+        for listener in (server, local):
+            listener.listen()
+            listener.settimeout(0.1)
+        code = CONNECT.format(port=server.getsockname()[1], abstract=abstract)
+        report = grade(hostile(tmp_path, code), exercise_checks(mode))
+        for listener in (server, local):
+            with pytest.raises(socket.timeout):
+                listener.accept()
+    assert report.isolation == mode and report.network_open is False and "no network" in report.table()
+    assert {r.status for r in rows(report, "2.2")} == {"pass"}, report.table(every_check=True)
+    assert "no network: AF_INET [Errno 1]" in report.log and "no network: AF_UNIX [Errno 1]" in report.log
 
 
 USERNS = """
@@ -654,15 +681,18 @@ def test_no_user_namespace_can_be_made_in_a_sandbox(tmp_path, mode):
     assert "THREAD [1]" in outcome.message
 
 
-def test_the_seccomp_filter_refuses_only_new_user_namespaces():
+def test_the_seccomp_filter_allows_all_but_what_it_names():
     import struct
 
     program = isolation.seccomp_filter()
     if not program:
         pytest.skip("no seccomp filter for this architecture")
     assert len(program) % 8 == 0 and len(program) // 8 < 64
-    returns = {k for code, _, _, k in struct.iter_unpack("=HBBI", program) if code == 0x06}
-    assert returns == {0x7FFF0000, 0x00050001, 0x00050026}  # allow, EPERM, ENOSYS (clone3)
+    instructions = list(struct.iter_unpack("=HBBI", program))
+    returns = [k for code, _, _, k in instructions if code == 0x06]
+    assert returns[-1] == 0x7FFF0000 and set(returns[:-1]) == {0x00050001, 0x00050026}  # allow; EPERM, ENOSYS
+    compared = {k for code, _, _, k in instructions if code == 0x15}  # the system calls it names
+    assert {isolation.SECCOMP_ARCH[os.uname().machine][1][name] for name in ("unshare", "clone", "socket")} < compared
 
 
 # --- choosing the isolation ---
