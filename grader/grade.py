@@ -7,14 +7,17 @@ stage's configuration, as data. A row waits on the exercises it is built from (a
 with one check not done is not done as a whole, so unfinished work earns nothing. The second
 round trains each stage whose needs are done. In the instructor's grading the windows are the
 grader's, built with the configuration the submission reported, and the child trains the
-submission's model with the instructor's training loop; the student edition, which ships neither,
-checks itself with the student's own windows (3.1), step (1.2) and evaluation (1.3) in the child.
-Either way the child returns logits only, and this process computes the losses.
+submission's model with the instructor's training loop on the train split alone; the child returns
+the trained tensors, and this process evaluates them with its own model of the stage
+(grader/reference.py): no submission code ever sees a val or test input. The student edition,
+which ships neither the loop nor a reference, checks itself with the student's own windows (3.1),
+step (1.2) and evaluation (1.3) in the child, which returns val logits; this process computes the loss.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,17 +27,18 @@ import torch
 import torch.nn.functional as F
 
 from makemore_wavenet.shared.config import Runtime, TrainConfig
-from makemore_wavenet.shared.data import IGNORE, build_dataset, build_names, load_splits, load_words, names_path
+from makemore_wavenet.shared.data import (IGNORE, build_dataset, build_names, cache_dir, load_splits, load_words,
+                                          names_path, sha256, split_words)
 from makemore_wavenet.shared.edition import is_student
 from makemore_wavenet.shared.errors import ConfigError
 from makemore_wavenet.stages import Stage, all_stages, get_stage, plan
 
-from . import GraderError, notebook
+from . import GraderError, notebook, reference
 from .checks import PUBLIC_SEED, PUBLIC_SIZES, Check, compare, exercise_checks
 from .exercises import challenge_stage, exercises
-from .probes import batchnorm, notebook_logits, own_stage_logits, stage_config, stage_logits
+from .probes import batchnorm, notebook_logits, notebook_weights, own_stage_logits, stage_config, stage_weights
 from .report import CheckResult, Loss, Report
-from .sandbox import LOG_TAIL, Call, Limits, Session, run_calls
+from .sandbox import LOG_TAIL, Call, Limits, Outcome, Session, run_calls
 from .thresholds import Thresholds
 
 EXPECTED_FILE = Path(__file__).resolve().parent / "expected" / "public.pt"  # the student edition's references
@@ -109,7 +113,7 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
     files = None
     if submission.suffix == ".ipynb":
         checks, stages = _notebook_plan(submission, options.tier)
-        files = {"names.txt": Path(options.names) if options.names else names_path()}  # lecture notebooks open it
+        files = {"names.txt": Path(_names(options)) if is_student() else _train_names_file(_names(options))}
     else:
         stages = options.graded_stages()
         checks = checks_for(options.tier, stages)
@@ -264,7 +268,8 @@ class _CannotTrain(Exception):
 
 def _stage_call(submission: Path, options: Options, stage: int, config) -> tuple[Call, dict]:
     """The instructor's loss check: the grader's windows, built with the submission's configuration
-    (as its child reported it) or its challenge entry's; the grader's recipe and training loop."""
+    (as its child reported it) or its challenge entry's; the grader's recipe and training loop. A
+    checkpoint counts on the public tier only: it cannot prove how it was trained."""
     s = get_stage(stage)
     if options.schedule == "challenge":  # the submission's own entry file: data, read without running it
         try:
@@ -285,15 +290,18 @@ def _stage_call(submission: Path, options: Options, stage: int, config) -> tuple
         raise _CannotTrain("fail", f"block_size {block_size!r} is no context the grader builds windows for "
                            f"(1 to {MAX_BLOCK_SIZE})")
     data, targets = _instructor_data(options, block_size, whole_names)
-    fresh = options.retrain or submission.suffix == ".ipynb" or options.schedule == "challenge"
+    fresh = (options.retrain or options.tier == "hidden" or submission.suffix == ".ipynb"
+             or options.schedule == "challenge")
     ckpt = "" if fresh else _valid_checkpoint(submission, stage, the_plan.recipe, model_config)
     steps = f"{the_plan.recipe.steps:,} steps"
     source = ("from the submission's checkpoint" if ckpt else
               f"trained with its {s.entry_file} ({steps}, the grader's seed)" if options.schedule == "challenge"
               else f"trained with the grader's schedule ({steps})")
-    call = Call(stage_logits, {"stage": stage, "model_config": model_config, "seed": GRADER_SEED, "checkpoint": ckpt,
-                               **_training(the_plan.recipe), **data})
-    return call, {"stage": stage, "targets": targets, "source": source}
+    agreement_x = reference.agreement_inputs(block_size, whole_names)
+    call = Call(stage_weights, {"stage": stage, "model_config": model_config, "seed": GRADER_SEED, "checkpoint": ckpt,
+                                "agreement_x": agreement_x, **_training(the_plan.recipe), **data})
+    return call, {"stage": stage, "targets": targets, "source": source, "model_config": model_config,
+                  "agreement_x": agreement_x}
 
 
 def _own_stage_call(submission: Path, options: Options, stage: int, config) -> tuple[Call, dict]:
@@ -314,13 +322,16 @@ def _notebook_call(submission: Path, options: Options) -> tuple[Call, dict]:
     notebook's block_size: the grader's, or in the student edition the notebook's own."""
     the_plan = plan(1, "full" if options.schedule == "full" else "quick")
     block_size = notebook.literal(submission, "block_size") or 3
-    if is_student():
-        data, targets = {"names": _names(options), "block_size": block_size}, None
-    else:
-        data, targets = _instructor_data(options, block_size, whole_names=False)
-    call = Call(notebook_logits, {"seed": GRADER_SEED, **_training(the_plan.recipe), **data})
     source = f"the notebook's own model, trained with the grader's schedule ({the_plan.recipe.steps:,} steps)"
-    return call, {"stage": None, "targets": targets, "source": source}
+    if is_student():
+        call = Call(notebook_logits, {"seed": GRADER_SEED, "recipe": asdict(the_plan.recipe), "names": _names(options),
+                                      "block_size": block_size})
+        return call, {"stage": None, "targets": None, "source": source}
+    data, targets = _instructor_data(options, block_size, whole_names=False)
+    agreement_x = reference.agreement_inputs(block_size, whole_names=False)
+    call = Call(notebook_weights, {"seed": GRADER_SEED, "agreement_x": agreement_x, **_training(the_plan.recipe),
+                                   **data})
+    return call, {"stage": None, "targets": targets, "source": source, "agreement_x": agreement_x}
 
 
 def _training(recipe: TrainConfig) -> dict:
@@ -335,8 +346,8 @@ def _names(options: Options) -> str:
 
 
 def _instructor_data(options: Options, block_size: int, whole_names: bool) -> tuple[dict, dict]:
-    """The grader's own windows (the master's code): the train split for the child, the contexts to
-    score, and their targets, which stay here. The hidden tier adds the test split, or a private
+    """The grader's own windows (the master's code): the train split for the child, and the splits
+    to score, {split: (X, Y)}, which stay here. The hidden tier adds the test split, or a private
     file's names."""
     splits = _splits(block_size, _names(options), whole_names)
     targets = {"val": splits["val"]}
@@ -344,8 +355,21 @@ def _instructor_data(options: Options, block_size: int, whole_names: bool) -> tu
         build = build_names if whole_names else build_dataset
         private = options.test_names
         targets["test"] = build(load_words(private), block_size) if private else splits["test"]
-    data = {"train_x": splits["train"][0], "train_y": splits["train"][1], "eval_x": [x for x, _ in targets.values()]}
-    return data, {split: y for split, (_, y) in targets.items()}
+    return {"train_x": splits["train"][0], "train_y": splits["train"][1]}, targets
+
+
+@functools.lru_cache(maxsize=2)
+def _train_names_file(names: str) -> Path:
+    """The names.txt a lecture-style notebook opens in the instructor's grading: the train split's
+    words only (the grader trains it on its own windows; no val or test word reaches its code).
+    Kept beside the fetched names.txt, by the names file's checksum."""
+    path = cache_dir() / f"train-{sha256(names)[:16]}.txt"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # grading workers may write it at once
+        tmp.write_text("\n".join(split_words(load_words(names))["train"]) + "\n")
+        os.replace(tmp, path)
+    return path
 
 
 @functools.lru_cache(maxsize=4)
@@ -376,28 +400,24 @@ def stage_for_params(params: int | None) -> int | None:
 
 
 def _judge_losses(job: dict, outcome, options: Options, report: Report) -> None:
-    stage = job["stage"]
-    if stage is None:  # a lecture-style notebook: which stage its model is, from its size
-        params = outcome.value.get("params") if outcome.status == "ok" else None
-        stage = stage_for_params(params)
-        if stage is None:
-            status = "fail" if outcome.status == "ok" else outcome.status
-            sizes = sorted({s.lecture.params for s in all_stages().values()})
-            message = (f"the notebook's model has {params:,} parameters, which matches no stage "
-                       f"({', '.join(f'{p:,}' for p in sizes)})") if params is not None else outcome.message
-            report.results.append(CheckResult(None, "notebook", "model size and loss", "public", status, message))
-            return
-    splits = job["targets"] or {"val": None}
-    source = job["source"] + (" (from your checkpoint)" if outcome.status == "ok"
-                              and outcome.value.get("checkpoint") else "")
+    stage, outputs = job["stage"], None
+    if outcome.status == "ok":
+        try:
+            stage, outputs = _evaluated(job, outcome.value)
+        except reference.CannotEvaluate as err:
+            outcome = Outcome("fail", message=f"the grader cannot evaluate the trained model: {err}")
+    if stage is None:  # a lecture-style notebook whose model is no stage of the lecture's
+        report.results.append(CheckResult(None, "notebook", "model size and loss", "public",
+                                          "fail" if outcome.status == "ok" else outcome.status, outcome.message))
+        return
+    source = job["source"] + (" (from your checkpoint)" if outputs and outputs.get("checkpoint") else "")
 
     def judge(i: int, split: str, limit: float) -> CheckResult:
-        if outcome.status != "ok":
+        if outputs is None:
             training = f" (training on the {options.schedule} schedule)" if outcome.status == "timeout" else ""
             return CheckResult(stage, "", "", "", outcome.status, outcome.message + training)
         try:
-            y = splits[split] if splits[split] is not None else outcome.value["targets"][i]
-            loss = _cross_entropy(outcome.value["logits"][i], y)
+            loss = _cross_entropy(outputs["logits"][i], outputs["targets"][i])
         except Exception as err:
             return CheckResult(stage, "", "", "", "error", f"unusable logits: {err}")
         ok = loss <= limit  # NaN fails too
@@ -411,7 +431,42 @@ def _judge_losses(job: dict, outcome, options: Options, report: Report) -> None:
         report.losses.append(Loss(stage, split, loss, ok))
         return CheckResult(stage, "", "", "", "pass" if ok else "fail", message, value=loss)
 
-    _loss_rows(report, stage, options, judge, splits=tuple(splits))
+    splits = tuple(job["targets"]) if job["targets"] else ("val",)
+    _loss_rows(report, stage, options, judge, splits=splits)
+
+
+def _evaluated(job: dict, value) -> tuple[int | None, dict]:
+    """The stage a loss check answers for and its outputs: {"logits": [...], "targets": [...]}, one
+    of each per split. In the instructor's grading this process computes the logits with its own
+    model of the stage holding the trained tensors the child returned (grader/reference.py); the
+    student's self-check takes the logits and targets its own code computed. Raises
+    reference.CannotEvaluate when the tensors make no model the grader evaluates."""
+    if not isinstance(value, dict):
+        raise reference.CannotEvaluate(f"the child returned {type(value).__name__}, not a trained model")
+    if job["targets"] is None:  # the student's self-check: the logits of the student's own evaluation
+        stage = job["stage"] if job["stage"] is not None else stage_for_params(value.get("params"))
+        if stage is None:
+            raise reference.CannotEvaluate(_no_stage_of(value.get("params")))
+        return stage, {"logits": value.get("logits"), "targets": value.get("targets"),
+                       "checkpoint": value.get("checkpoint")}
+    x = job["agreement_x"]
+    if job["stage"] is None:
+        if stage_for_params(value.get("params")) is None:
+            raise reference.CannotEvaluate(_no_stage_of(value.get("params")))
+        stage, model = reference.lecture_stage(value["params"], value.get("state"), x)
+    else:
+        stage, model = job["stage"], reference.stage_model(job["stage"], job["model_config"], value.get("state"), x)
+    if problem := reference.disagreement(model, x, value.get("agreement")):
+        raise reference.CannotEvaluate(problem)
+    targets = job["targets"].values()
+    return stage, {"logits": [reference.logits(model, X) for X, _ in targets], "targets": [Y for _, Y in targets]}
+
+
+def _no_stage_of(params) -> str:
+    sizes = ", ".join(f"{p:,}" for p in sorted({s.lecture.params for s in all_stages().values()}))
+    if not isinstance(params, int):
+        return f"it reported no parameter count (got {params!r})"
+    return f"the notebook's model has {params:,} parameters, which matches no stage ({sizes})"
 
 
 def _loss_rows(report: Report, stage: int, options: Options, result, message: str = "", splits=None) -> None:

@@ -237,31 +237,53 @@ def wavenet_block(x: torch.Tensor, real: torch.Tensor, n_hidden: int, dilation: 
         return {"out": out, "skip": skip_out} if skip else {"out": out, "skip is None": skip_out is None}
 
 
-def notebook_logits(recipe: dict, seed: int, train_x: torch.Tensor | None = None, train_y: torch.Tensor | None = None,
-                    eval_x: list | None = None, lrs: torch.Tensor | None = None, names: str = "",
-                    block_size: int = 0) -> dict:
-    """Train the notebook's own `model` (as the notebook built it) with the grader's schedule. The
-    instructor's grading gives the grader's windows (train_x, train_y, eval_x); the student's
-    self-check gives `names` and `block_size`, the windows are the student's own code's (the
-    notebook's build_dataset, or the edition's), and the val targets come back beside the logits.
-    A notebook without a model of its own is "not done", saying what it lacks: the package's model
+def notebook_logits(recipe: dict, seed: int, names: str, block_size: int) -> dict:
+    """The student's self-check of a lecture-style notebook: train the notebook's own `model` (as the
+    notebook built it) with the grader's schedule on windows of the student's own code (the
+    notebook's build_dataset, or the edition's), and return the val logits and their targets. A
+    notebook without a model of its own is "not done", saying what it lacks: the package's model
     never stands in for it."""
+    from makemore_wavenet.shared.data import load_splits
+
+    model = _notebook_model()
+    splits = load_splits(block_size, path=names)
+    torch.manual_seed(seed)  # the batches follow the grader's seed, whatever ran before
+    _train(model, *splits["train"], recipe, whole_names=False)
+    X, Y = splits["val"]
+    return {"logits": _logits(model, [X]), "targets": [Y], "params": sum(p.numel() for p in model.parameters())}
+
+
+def notebook_weights(recipe: dict, seed: int, train_x: torch.Tensor, train_y: torch.Tensor, lrs: torch.Tensor,
+                     agreement_x: torch.Tensor) -> dict:
+    """The instructor's loss check of a lecture-style notebook: train its own `model` on the grader's
+    train windows with the grader's recipe and loop, and return its tensors, by the names the
+    package's models give them (`_lecture_state`), and its forward pass on `agreement_x`: the parent
+    evaluates them with its own model of the lecture's stage they are (grader/reference.py)."""
+    model = _notebook_model()
+    torch.manual_seed(seed)
+    _train(model, train_x, train_y, recipe, whole_names=False, lrs=lrs)
+    return {"state": _lecture_state(model.inner), "agreement": _logits(model, [agreement_x])[0],
+            "params": sum(p.numel() for p in model.parameters())}
+
+
+def _notebook_model() -> NotebookModel:
     missing = _notebook_lacks()
     if missing:
         raise NotImplementedError(missing)
-    targets = None
-    if names:
-        from makemore_wavenet.shared.data import load_splits
+    return NotebookModel(NOTEBOOK["model"])
 
-        splits = load_splits(block_size, path=names)
-        (train_x, train_y), (val_x, val_y) = splits["train"], splits["val"]
-        eval_x, targets = [val_x], [val_y]
-    model = NotebookModel(NOTEBOOK["model"])
-    params = sum(p.numel() for p in model.parameters())
-    torch.manual_seed(seed)  # the batches follow the grader's seed, whatever ran before
-    _train(model, train_x, train_y, recipe, whole_names=False, lrs=lrs)
-    result = {"logits": _logits(model, eval_x), "params": params}
-    return result if targets is None else {**result, "targets": targets}
+
+LECTURE_TENSORS = ("weight", "bias", "gamma", "beta", "running_mean", "running_var")  # the lecture's layers' names
+
+
+def _lecture_state(layer, prefix: str = "") -> dict:
+    """A lecture-style model's tensors named as the package's `Module.state()` names them: a layer's
+    own by attribute, then each of its `layers` by index ("3.running_mean")."""
+    state = {f"{prefix}{name}": t.detach().clone() for name in LECTURE_TENSORS
+             if isinstance(t := getattr(layer, name, None), torch.Tensor)}
+    for i, child in enumerate(getattr(layer, "layers", None) or []):
+        state.update(_lecture_state(child, f"{prefix}{i}."))
+    return state
 
 
 def _notebook_lacks() -> str:
@@ -288,13 +310,14 @@ def _notebook_lacks() -> str:
     return ""
 
 
-def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: list, recipe: dict,
-                 lrs: torch.Tensor, seed: int, model_config: dict, checkpoint: str = "") -> dict:
+def stage_weights(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, recipe: dict, lrs: torch.Tensor,
+                  seed: int, model_config: dict, agreement_x: torch.Tensor, checkpoint: str = "") -> dict:
     """The instructor's loss check: build the submission's model from `model_config` (the fields of
     the configuration the submission reported, or its challenge entry's), train it on the grader's
-    windows with the grader's recipe (a TrainConfig's fields; `lrs`, each step's learning rate),
-    seed and training loop, or load the student's checkpoint; then return the logits for each of
-    eval_x: the parent, not the submission, turns them into losses."""
+    train windows with the grader's recipe (a TrainConfig's fields; `lrs`, each step's learning rate),
+    seed and training loop, or load the student's checkpoint. Returns the trained tensors and the
+    model's own forward pass on `agreement_x`, never a loss: the parent evaluates the tensors with
+    its own model of the stage (grader/reference.py), and the child sees no val or test input."""
     from makemore_wavenet.stages import get_stage, load_model
 
     if checkpoint:
@@ -305,7 +328,8 @@ def stage_logits(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, eval_
         torch.manual_seed(seed)
         model = s.build_model(config)
         _train(model, train_x, train_y, recipe, config.whole_names, lrs)
-    return {"logits": _logits(model, eval_x)}
+    agreement = _logits(model, [agreement_x])[0]
+    return {"state": {name: t.detach().clone() for name, t in model.state().items()}, "agreement": agreement}
 
 
 def own_stage_logits(stage: int, schedule: str, names: str, seed: int, entry: str = "", runs: str = "",
@@ -366,4 +390,4 @@ def _logits(model, eval_x: list) -> list:
 PROBES = {probe.__name__: probe for probe in (
     stage_config, init_scales, mlp_forward, sgd_step, evaluate, embedding, flatten, sequential, loss_plot,
     context_windows, flatten_consecutive, hierarchical, batchnorm, causal_conv, gated_activation, wavenet_block,
-    notebook_logits, stage_logits, own_stage_logits)}
+    notebook_logits, notebook_weights, stage_weights, own_stage_logits)}

@@ -19,6 +19,10 @@ from .errors import ConfigError
 
 
 def randn(*shape: int, device=None, dtype=None) -> Tensor:
+    """Drawn on the CPU and moved, so that a seed gives the same numbers on every device; on `meta`
+    (sizes only) nothing is drawn, so a model of any size costs no memory there."""
+    if device is not None and torch.device(device).type == "meta":
+        return torch.empty(shape, device="meta", dtype=dtype)
     return torch.randn(shape, dtype=dtype).to(device)
 
 

@@ -1,5 +1,6 @@
-"""A class of 20 submissions graded from checkpoints, some crashing, hanging or cheating: every
-report is stored, the honest ones are scored right, and the leaderboards read the gradebook."""
+"""A class of 20 submissions graded from checkpoints (the public tier: the hidden tier always
+retrains, test_trusted_evaluation), some crashing, hanging or cheating: every report is stored, the
+honest ones are scored right, and the leaderboards read the gradebook."""
 
 import csv
 import json
@@ -71,6 +72,7 @@ def classroom(tmp_path_factory, checkpoints):
     ckpt = torch.load(forged, weights_only=True)
     torch.manual_seed(0)
     fresh = get_stage(1).build_model(get_stage(1).config)
+    fresh.train()(torch.randint(0, 27, (32, 3)))  # running statistics of a trained model's shape, no learning
     ckpt["state"] = {k: v.clone() for k, v in fresh.state().items()}
     ckpt["metrics"] = {"train": 0.5, "val": 0.5, "test": 0.5}
     torch.save(ckpt, forged)
@@ -82,9 +84,9 @@ def graded(classroom, tmp_path_factory):
     folder, honest = classroom
     book = Gradebook(tmp_path_factory.mktemp("book") / "gradebook.db")
     start = time.perf_counter()
-    options = Options(tier="hidden", schedule="quick", stages=GRADED, limits=Limits(seconds=15), training_seconds=15)
+    options = Options(tier="public", schedule="quick", stages=GRADED, limits=Limits(seconds=15), training_seconds=15)
     stored = grade_many(find_submissions(folder), book, options, cohort="2026", progress=False)
-    print(f"\n20 submissions (stages {GRADED}, hidden tier, from checkpoints) graded in "
+    print(f"\n20 submissions (stages {GRADED}, public tier, from checkpoints) graded in "
           f"{time.perf_counter() - start:.1f} s")
     return book, dict(stored), honest
 
@@ -102,7 +104,6 @@ def test_honest_submissions_are_scored_right(graded, checkpoints):
         assert report.passed == len(report.results), [r for r in report.results if r.status != "pass"]
         for n in GRADED:
             assert abs(report.loss(n, "val") - metrics[n]["val"]) < 1e-4
-            assert abs(report.loss(n, "test") - metrics[n]["test"]) < 1e-4
             assert "checkpoint" in next(r.message for r in report.results if r.value is not None)
 
 
@@ -121,13 +122,13 @@ def test_submissions_that_never_load_fail_every_check(graded, student, status, w
 def test_one_hanging_check_costs_only_itself(graded):
     book, stored, _ = graded
     report = book.report(stored["hang-in-flatten"])
-    assert [r.status for r in report.results if r.row == "2.2"] == ["timeout", "timeout"]
+    assert [r.status for r in report.results if r.row == "2.2"] == ["timeout"]
     stage_2_losses = [r.status for r in report.results if r.row == "stage 2" and r.value is None
                       and "loss" in r.check]
-    assert stage_2_losses == ["timeout", "timeout"]  # stage 2's model uses Flatten too
+    assert stage_2_losses == ["timeout"]  # stage 2's model uses Flatten too
     assert all("(training on the quick schedule)" in r.message for r in report.results
                if r.row == "stage 2" and r.status == "timeout")
-    assert report.passed == len(report.results) - 4  # and nothing else was lost
+    assert report.passed == len(report.results) - 2  # and nothing else was lost
 
 
 def test_cheats_gain_nothing(graded, checkpoints):

@@ -572,7 +572,7 @@ def test_a_submission_that_is_slow_in_every_call_runs_out_of_its_budget(tmp_path
 def test_the_budget_spans_both_rounds_and_grows_with_training_limits():
     session = Session(Limits(isolation="none"))
     assert session.budget == 600
-    session.add([Call(probes.flatten, {}), Call(probes.stage_logits, {}, seconds=300)])
+    session.add([Call(probes.flatten, {}), Call(probes.stage_weights, {}, seconds=300)])
     assert session.budget == 600 + 2 * 300
     assert Session(Limits(isolation="none", total_seconds=5)).budget == 5
 

@@ -1,0 +1,114 @@
+"""Trusted evaluation: the grader's own model of a stage, holding a submission's trained tensors.
+
+The loss check never runs submission code on val or test inputs. The child trains the submission's
+model on the train split and returns its tensors (`state()`: weights and BatchNorm running
+statistics), plus its own forward pass, in eval mode, on `agreement_inputs` the grader drew with a
+seed the submission cannot know. This process loads the tensors into the master's model of the
+stage, built from the configuration the submission reported (stage 8: from its entry file, as
+data), and the forward passes must agree: weights and code belong together. Then this process
+computes the val and test logits itself. A lecture-style notebook's model is evaluated when its
+tensors are those of one of the lecture's stages (`lecture_stage`); no other model is.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict
+
+import torch
+
+from makemore_wavenet.shared.loop import EVAL_BATCH
+from makemore_wavenet.stages import all_stages, count_parameters, get_stage
+
+AGREEMENT = 1e-4  # the largest difference between the forwards, relative to the largest logit (float32)
+AGREEMENT_ROWS = 64  # inputs the forwards are compared on
+NAME_PADDING = 8  # whole-name models (stage 7 on) read block_size + L characters; these inputs take L = 8
+
+
+class CannotEvaluate(ValueError):
+    """The submission's tensors do not make the model the grader evaluates: says what differs."""
+
+
+def agreement_inputs(block_size: int, whole_names: bool) -> torch.Tensor:
+    """Random contexts (AGREEMENT_ROWS, T) of characters 0..26, from a seed drawn for this call."""
+    g = torch.Generator().manual_seed(secrets.randbits(63))
+    width = block_size + (NAME_PADDING if whole_names else 0)
+    return torch.randint(0, 27, (AGREEMENT_ROWS, width), generator=g)
+
+
+def stage_model(stage: int, model_config: dict, state, x: torch.Tensor):
+    """The master's model of `stage` for `model_config` (the fields of the stage's config class),
+    holding `state`, in eval mode; CannotEvaluate when the tensors do not fit it."""
+    s = get_stage(stage)
+    try:
+        config = type(s.config)(**model_config)
+        shapes = _trained_shapes(s.build_model(config, device="meta"), x.to("meta"))
+    except Exception as err:  # fields the config class does not take, sizes no model has
+        raise CannotEvaluate(f"its configuration builds no model of stage {stage}: "
+                             f"{type(err).__name__}: {err}") from None
+    _check(shapes, state)  # on `meta` first: a model is allocated only once the tensors have its sizes
+    model = s.build_model(config)
+    model.load_state(state)
+    return model.eval()
+
+
+def lecture_stage(params: int, state, x: torch.Tensor) -> tuple[int, object]:
+    """The lecture's stage a notebook's model is, and the master's model of it holding `state`: the
+    first stage with `params` parameters whose model's tensors have the same names and shapes
+    (stages 4 and 5 differ only in the shape of the running statistics)."""
+    problems = []
+    for s in reversed(all_stages().values()):
+        if s.bar or count_parameters(s.build_model(s.config, device="meta")) != params:
+            continue
+        try:
+            return s.number, stage_model(s.number, asdict(s.config), state, x)
+        except CannotEvaluate as err:
+            problems.append(f"stage {s.number}: {err}")
+    raise CannotEvaluate("its tensors are those of none of the lecture's models of its size"
+                         + (f" ({'; '.join(problems)})" if problems else ""))
+
+
+def _check(shapes: dict[str, tuple], state) -> None:
+    """`state` names the model's tensors, each of the model's shape (`_trained_shapes`), in floating point."""
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise CannotEvaluate("the trained model came back as no named tensors")
+    missing, extra = sorted(set(shapes) - set(state)), sorted(set(state) - set(shapes))
+    if missing or extra:
+        raise CannotEvaluate(f"its tensors are not the model's: missing {missing[:4]}, unexpected {extra[:4]}")
+    for name, shape in shapes.items():
+        if tuple(state[name].shape) != shape or not state[name].is_floating_point():
+            raise CannotEvaluate(f"{name} has shape {tuple(state[name].shape)} ({state[name].dtype}), "
+                                 f"the model's has {shape}")
+
+
+def _trained_shapes(model, x: torch.Tensor) -> dict[str, tuple]:
+    """The shape of each of the model's tensors once it has trained: running statistics take the
+    shape of the batch statistics (stage 4's (1, T, C)), so a forward pass in training mode sets them."""
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):  # BatchNorm's sampled positions (stage 7) draw
+        model.train()(x)
+    return {name: tuple(t.shape) for name, t in model.state().items()}
+
+
+def disagreement(model, x: torch.Tensor, theirs) -> str:
+    """'' when the submission's forward (`theirs`, on `x`) agrees with the grader's model within
+    AGREEMENT; else what differs. A model with non-finite logits is judged by its loss instead."""
+    ours = logits(model, x)
+    if not isinstance(theirs, torch.Tensor) or theirs.shape != ours.shape:
+        shape = tuple(theirs.shape) if isinstance(theirs, torch.Tensor) else type(theirs).__name__
+        return f"its forward pass gave {shape}, the grader's model of its tensors {tuple(ours.shape)}"
+    if not torch.isfinite(ours).all():
+        return ""
+    scale = ours.abs().max().clamp_min(1e-6)
+    diff = ((theirs.float() - ours).abs().max() / scale).item()
+    if diff <= AGREEMENT:  # NaN in theirs fails too
+        return ""
+    return (f"its forward pass differs from the grader's model holding the same tensors by {diff:.2g} of the "
+            f"largest logit (allowed {AGREEMENT:g}): the submission's model computes something other than the "
+            f"stage's model does with the same weights; check the layers it is built from")
+
+
+@torch.no_grad()
+def logits(model, x: torch.Tensor) -> torch.Tensor:
+    """The model's logits for contexts `x`, in eval mode, in batches of the loop's EVAL_BATCH."""
+    model.eval()
+    return torch.cat([model(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])

@@ -1,0 +1,173 @@
+"""Trusted evaluation: the loss check runs no submission code on val or test inputs. The child
+trains on the train split alone and returns its tensors; the grader evaluates them with its own
+model of the stage (grader/reference.py), after checking the submission's forward pass agrees."""
+
+from dataclasses import asdict, replace
+
+import nbformat
+import pytest
+import torch
+from test_grader import copy_master, patch
+from test_sandbox import SANDBOXES, sandbox
+
+from fixtures.lecture_notebook import lecture_notebook
+from makemore_wavenet.grader import grade as grading
+from makemore_wavenet.grader import reference
+from makemore_wavenet.grader.grade import GRADER_SEED, Options, grade
+from makemore_wavenet.grader.sandbox import Limits
+from makemore_wavenet.shared import checkpoint
+from makemore_wavenet.shared.config import Runtime
+from makemore_wavenet.shared.data import load_splits, load_words, names_path, split_words
+from makemore_wavenet.stages import all_stages, checkpoint_path, get_stage, plan
+
+MLP_RETURN = "        return x  # (B, vocab_size)"  # the end of stage 1's forward, where the oracle goes
+# the attack the old loss check fell to: the next row's context ends with this row's target, so a
+# forward pass in eval mode that reads its batch returns one-hot logits of the answer (val 0.0000)
+ORACLE = """        if not self.training:
+            answer = torch.cat([ix[1:, -1], ix[:1, -1]])
+            return torch.nn.functional.one_hot(answer, 27).to(x.dtype) * 30
+        return x  # (B, vocab_size)"""
+
+
+def loss_rows(report, stage: int) -> list:
+    return [r for r in report.results if r.row == f"stage {stage}" and " loss " in r.check]
+
+
+# --- the reference model, on its own ---
+
+def trained_state(stage: int) -> dict:
+    """A model of the stage after one training-mode forward pass: running statistics of their trained shape."""
+    s = get_stage(stage)
+    torch.manual_seed(0)
+    model = s.build_model(s.config)
+    model.train()(reference.agreement_inputs(s.config.block_size, s.config.whole_names))
+    return model
+
+
+@pytest.mark.parametrize("stage", list(all_stages()))
+def test_the_reference_holding_a_stages_tensors_agrees_with_it(stage):
+    model, s = trained_state(stage), get_stage(stage)
+    x = reference.agreement_inputs(s.config.block_size, s.config.whole_names)
+    ours = reference.stage_model(stage, asdict(s.config), model.state(), x)
+    assert reference.disagreement(ours, x, reference.logits(model, x)) == ""
+    assert torch.equal(reference.logits(ours, x), reference.logits(model, x))
+
+
+def test_a_forward_that_differs_by_more_than_the_tolerance_disagrees():
+    model, x = trained_state(6), reference.agreement_inputs(8, False)
+    ours = reference.stage_model(6, asdict(get_stage(6).config), model.state(), x)
+    theirs = reference.logits(model, x)
+    scale = theirs.abs().max()
+    assert reference.disagreement(ours, x, theirs + 0.5 * reference.AGREEMENT * scale) == ""
+    assert "differs" in reference.disagreement(ours, x, theirs + 3 * reference.AGREEMENT * scale)
+    assert "differs" in reference.disagreement(ours, x, theirs * float("nan"))
+    assert "gave (64, 26)" in reference.disagreement(ours, x, theirs[:, :26])
+
+
+def test_a_lecture_model_is_told_its_stage_4_and_5_by_its_running_statistics():
+    for stage in (4, 5):
+        model = trained_state(stage)
+        found, _ = reference.lecture_stage(22_397, model.state(), reference.agreement_inputs(8, False))
+        assert found == stage
+
+
+@pytest.mark.parametrize("spoil, says", [
+    (lambda st: {f"{int(k.split('.')[0]) + 1}.{k.split('.', 1)[1]}": v for k, v in st.items()}, "not the model's"),
+    (lambda st: {**st, "2.weight": torch.zeros(3, 3)}, r"has shape \(3, 3\)"),
+    (lambda st: {**st, "2.weight": st["2.weight"].long()}, "torch.int64"),
+    (lambda st: {k: v.tolist() for k, v in st.items()}, "no named tensors"),
+    (lambda st: [1, 2, 3], "no named tensors"),
+], ids=["layers shifted", "a wrong shape", "integers", "lists", "no dict"])
+def test_tensors_that_are_not_the_stages_model_cannot_be_evaluated(spoil, says):
+    state, x = trained_state(6).state(), reference.agreement_inputs(8, False)
+    with pytest.raises(reference.CannotEvaluate, match=says):
+        reference.stage_model(6, asdict(get_stage(6).config), spoil(state), x)
+    with pytest.raises(reference.CannotEvaluate):
+        reference.lecture_stage(76_579, spoil(state), x)
+
+
+def test_a_configuration_too_big_to_build_is_refused_before_anything_is_allocated():
+    # on `meta` first: a billion hidden units against tensors of 200 never reach memory
+    config = replace(get_stage(1).config, n_hidden=10**9)
+    with pytest.raises(reference.CannotEvaluate, match="has shape"):
+        reference.stage_model(1, asdict(config), trained_state(1).state(), reference.agreement_inputs(3, False))
+    with pytest.raises(reference.CannotEvaluate, match="builds no model"):
+        reference.stage_model(1, {"n_hidden": "many"}, {}, reference.agreement_inputs(3, False))
+
+
+def test_agreement_inputs_are_drawn_anew_each_time():
+    assert not torch.equal(reference.agreement_inputs(8, False), reference.agreement_inputs(8, False))
+    assert reference.agreement_inputs(8, True).shape == (reference.AGREEMENT_ROWS, 8 + reference.NAME_PADDING)
+
+
+# --- grading, end to end ---
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_an_eval_time_oracle_gets_no_loss_at_all(tmp_path, mode):
+    root = patch(copy_master(tmp_path), "stages/stage1_baseline_mlp/model.py", MLP_RETURN, ORACLE)
+    report = grade(root, Options(tier="hidden", stages=(1,), limits=Limits(isolation=sandbox(mode))))
+    rows = loss_rows(report, 1)
+    assert [r.check.split()[0] for r in rows] == ["val", "test"]
+    assert all(r.status == "fail" and "differs from the grader's model" in r.message for r in rows)
+    assert not report.losses and report.isolation == mode
+
+
+def test_the_child_is_given_the_train_split_and_nothing_held_out(tmp_path, monkeypatch):
+    sent = []
+
+    def recording(submission, calls, *args, **kwargs):
+        sent.extend(calls)
+        return real(submission, calls, *args, **kwargs)
+
+    real = grading.run_calls
+    monkeypatch.setattr(grading, "run_calls", recording)
+    report = grade(copy_master(tmp_path), Options(tier="hidden", stages=(1,)))
+    assert [r.status for r in loss_rows(report, 1)] == ["pass", "pass"]
+    splits = load_splits(3, path=names_path())
+    [loss_call] = [c for c in sent if c.probe.__name__ == "stage_weights"]
+    tensors = {k: v for k, v in loss_call.kwargs.items() if isinstance(v, torch.Tensor)}
+    assert set(tensors) == {"train_x", "train_y", "lrs", "agreement_x"}
+    assert torch.equal(tensors["train_x"], splits["train"][0]) and torch.equal(tensors["train_y"], splits["train"][1])
+    assert tensors["agreement_x"].shape == (reference.AGREEMENT_ROWS, 3)
+    held_out = [splits[s][0] for s in ("val", "test")]
+    for call in sent:  # no call, exercise checks included, carries a held-out split
+        for value in call.kwargs.values():
+            assert not any(isinstance(value, torch.Tensor) and value.shape == x.shape for x in held_out)
+
+
+def test_a_lecture_notebook_opens_a_names_file_of_the_train_split_only(tmp_path):
+    path = tmp_path / "makemore_part5.ipynb"
+    nbformat.write(lecture_notebook(), path)  # its second cell prints len(words)
+    report = grade(path, Options(tier="public", losses=False))
+    words = split_words(load_words(names_path()))
+    assert f"\n{len(words['train'])}\n" in f"\n{report.log}"
+    assert str(sum(len(w) for w in words.values())) not in report.log
+
+
+def save_checkpoint(root, config, seed: int = GRADER_SEED):
+    """An untrained stage-1 model (one forward pass in training mode: its running statistics have
+    their trained shape), labelled as trained with the quick recipe under the grader's seed."""
+    s = get_stage(1)
+    torch.manual_seed(seed)
+    model = s.build_model(config)
+    model.train()(reference.agreement_inputs(config.block_size, whole_names=False))
+    recipe = plan(1, "quick").recipe
+    checkpoint.save(checkpoint_path(1, root / "runs"), model, config, recipe, Runtime(seed=GRADER_SEED), {}, stage=1)
+
+
+def test_a_checkpoint_is_evaluated_by_the_grader_and_ignored_on_the_hidden_tier(tmp_path):
+    root = copy_master(tmp_path)
+    save_checkpoint(root, get_stage(1).config)  # labelled right, never trained
+    public = grade(root, Options(tier="public", stages=(1,)))
+    [val] = loss_rows(public, 1)
+    assert val.status == "fail" and val.value > 3.2 and "checkpoint" in val.message
+    hidden = grade(root, Options(tier="hidden", stages=(1,)))
+    assert [r.status for r in loss_rows(hidden, 1)] == ["pass", "pass"]
+    assert all("checkpoint" not in r.message and "grader's schedule" in r.message for r in loss_rows(hidden, 1))
+
+
+def test_a_checkpoint_of_another_model_than_the_submission_reports_is_not_used(tmp_path):
+    root = copy_master(tmp_path)
+    save_checkpoint(root, replace(get_stage(1).config, n_hidden=400))  # the issue's mislabelled checkpoint
+    [val] = loss_rows(grade(root, Options(tier="public", stages=(1,))), 1)
+    assert val.status == "pass" and "grader's schedule" in val.message and "checkpoint" not in val.message
