@@ -705,24 +705,27 @@ def bwrap_argv(box: Box, code: Path, limits, userns: bool | None = None) -> list
             "--hostname", "sandbox", "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev"]
     size = str(limits.disk_mb * 1024 * 1024)
     args += ["--size", size, "--perms", "1777", "--tmpfs", "/tmp"]  # first: a runtime in /tmp is mounted on it
-    made: set[str] = set()
+    made: set[str] = set()  # the folders there are in the sandbox: mounted, or made as a mount's parents
+    mounted: set[str] = set()  # what is mounted whole (or a link to what is)
     for src in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(src):
             args += ["--symlink", os.readlink(src), src]
         elif os.path.isdir(src):
             args += ["--ro-bind", src, src]
         made.add(src)
+        mounted.add(src)
     for src in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/alternatives"):
         if os.path.exists(src):
             args += ["--ro-bind", src, src]
     runtime = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix, sys.base_exec_prefix,
                                              os.path.dirname(os.path.dirname(_python())), *site_dirs())}
     for src in sorted(runtime, key=len):
-        if any(src == m or src.startswith(m.rstrip("/") + "/") for m in made):
+        if any(src == m or src.startswith(m.rstrip("/") + "/") for m in mounted):
             continue
         args += _parents(src, made) + ["--ro-bind", src, src]
         made.add(src)
-    args += masks(made, str(Path(__file__).resolve().parents[1]), _project_files(), sorted(runtime, key=len))
+        mounted.add(src)
+    args += masks(mounted, _project(), _project_files(), sorted(runtime, key=len))
     args += ["--perms", "0755", "--dir", "/.grader", "--ro-bind", str(code), SANDBOX_ROOT["grader"],
              "--ro-bind", str(box.home / "sub"), SANDBOX_ROOT["submission"],
              "--ro-bind", str(box.job), SANDBOX_ROOT["job"], "--bind", str(box.out), SANDBOX_ROOT["out"],
@@ -734,6 +737,11 @@ def bwrap_argv(box: Box, code: Path, limits, userns: bool | None = None) -> list
     if userns:
         args += ["/usr/bin/unshare", "--user", f"--map-user={INSIDE_UID}", f"--map-group={INSIDE_UID}"]
     return args
+
+
+def _project() -> str:
+    """Where the project is: a checkout (editable install) or the installed package."""
+    return str(Path(__file__).resolve().parents[1])
 
 
 def masks(mounted: set[str], project: str, installed: list[str], runtime: list[str]) -> list[str]:

@@ -261,6 +261,25 @@ def test_the_fallback_says_when_a_submission_is_readable_by_its_classmates(tmp_p
         shutil.rmtree(open_class)
 
 
+def test_a_venv_inside_the_project_is_mounted_and_the_project_not_masked(tmp_path, monkeypatch):
+    """nox's venvs live in the checkout (.nox/): the folders above such a venv are made in the sandbox,
+    not mounted, so the project holding it is not masked (which would hide the venv), and nothing of
+    the checkout but the venv is there."""
+    project = tmp_path / "checkout"
+    site = project / ".nox" / "bench" / "lib" / "site-packages"
+    site.mkdir(parents=True)
+    (project / "grader").mkdir()
+    monkeypatch.setattr(isolation, "site_dirs", lambda: [str(site)])
+    monkeypatch.setattr(isolation, "_project", lambda: str(project))
+    home = tmp_path / "home"
+    (home / "work").mkdir(parents=True)
+    box = isolation.Box("bwrap", tmp_path, Path("/submission"), home / "out", home / "job.pt", 59999, home=home)
+    args = isolation.bwrap_argv(box, tmp_path / "code", Limits(), userns=False)
+    pairs = list(zip(args, args[1:]))
+    assert ("--tmpfs", str(project)) not in pairs and ("--dir", str(project)) in pairs
+    assert ("--ro-bind", str(site)) in pairs and str(project / "grader") not in args
+
+
 def test_the_copy_of_a_submission_is_bounded(tmp_path, monkeypatch):
     """The grader copies a submission as root onto its own disk: a sparse file of terabytes, or a
     million empty ones, would fill it. Past the bounds nothing more is copied, and the log says so."""
