@@ -188,6 +188,9 @@ def _run_child(box: iso.Box, log_file: Path, start: int, seconds: list[float], l
             while i < total:
                 result = box.out / f"{i}.pt"
                 if os.path.lexists(result):
+                    if problem := _over(box, log_file, limits):  # a call that wrote past the limit, however fast
+                        results.append(Outcome("error", message=problem))
+                        break
                     results.append(_load(result, limits))
                     i, since = i + 1, time.monotonic()
                 elif child.poll() is not None:
