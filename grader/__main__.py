@@ -171,8 +171,8 @@ def add_grading_options(p: argparse.ArgumentParser, tier: str, schedule: str, st
                    "10 minutes plus twice each loss check's own limit); once spent, the rest time out")
     p.add_argument("--isolation", choices=MODES, default="auto", help="where the submission's code runs: bwrap "
                    "(bubblewrap: no network, a read-only view of the runtime), fallback (a uid of its own, for where "
-                   "bubblewrap cannot run; the network stays open), none (as the grader's own user: the student's "
-                   "self-check), auto (the first that works; none in the student edition)")
+                   "bubblewrap cannot run; no network either, by a seccomp filter), none (as the grader's own user: "
+                   "the student's self-check), auto (the first that works; none in the student edition)")
     p.add_argument("--allow-unisolated", action="store_true", help="let the hidden tier run without a sandbox "
                    "(it refuses otherwise); the report records it")
     p.add_argument("--calibration", default=str(CALIBRATION_DIR), help="the calibration folder the thresholds come "

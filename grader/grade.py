@@ -110,9 +110,13 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
         raise GraderError(f"{submission} is of an earlier edition of the course (it has no shared/edition.py), "
                           "which this grader cannot call into: copy your solutions into a fresh edition")
     start = time.perf_counter()
-    files = None
+    files, given = None, frozenset()
     if submission.suffix == ".ipynb":
+        # a stage's notebook answers for its own stage; in the instructor's grading the course gives it the
+        # earlier stages' exercises (notebook.given_exercises), neither graded nor counted here
+        given = frozenset() if is_student() else notebook.given_exercises(submission)
         checks, stages = _notebook_plan(submission, options.tier)
+        checks = [c for c in checks if c.exercise not in given]
         files = {"names.txt": Path(_names(options)) if is_student() else _train_names_file(_names(options))}
     else:
         stages = options.graded_stages()
@@ -120,7 +124,7 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
     stages = stages if options.losses else ()
     trained = [s for s in stages if s is not None]  # None: a lecture-style notebook's own model
     order = {check_key(c): i for i, c in enumerate(checks_for(options.tier))}  # exercises first, in course order
-    checks = sorted(checks + _needed_checks(checks, trained, options.tier), key=lambda c: order[check_key(c)])
+    checks = sorted(checks + _needed_checks(checks, trained, options.tier, given), key=lambda c: order[check_key(c)])
     references = references if references is not None else reference_values(checks)
     # round 1: the exercise checks, and each trained stage's configuration as the submission reports it
     config_calls = [Call(stage_config, {"stage": s}) for s in trained]
@@ -146,13 +150,14 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
     return report
 
 
-def _needed_checks(checks: list[Check], trained: list[int], tier: str) -> list[Check]:
+def _needed_checks(checks: list[Check], trained: list[int], tier: str, given=frozenset()) -> list[Check]:
     """The checks of the exercises that the graded stages stand on and that `checks` lack: a row
-    that waits on 2.1 shows 2.1's row too (grading --stage 4 grades what stage 4 stands on)."""
+    that waits on 2.1 shows 2.1's row too (grading --stage 4 grades what stage 4 stands on), unless
+    the course `given`s it (a stage's notebook: notebook.given_exercises)."""
     needs = {ex for c in checks if _is_stage_check(c) for ex in _needs(get_stage(c.stage), training=False)}
     needs |= {ex for n in trained for ex in _needs(get_stage(n), training=True)}
     have = {c.exercise for c in checks}
-    return [c for c in checks_for(tier) if c.exercise in needs - have]
+    return [c for c in checks_for(tier) if c.exercise in needs - have - given]
 
 
 def _is_stage_check(check: Check) -> bool:

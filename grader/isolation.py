@@ -140,13 +140,14 @@ def _project_files() -> list[str]:
 
 
 @functools.cache
-def bundle(notebook: bool) -> Path:
+def bundle(given: frozenset[str] | None) -> Path:
     """A private copy of the child's code: grader/'s child modules and, of the instructor's `shared`,
-    REFERENCE_FILES. For a notebook, whose exercises replace the package's own objects, the rest of
-    `shared` and `stages` too, as the student edition has them (`child_text`): stubs where the master
-    has solutions, so that a notebook that imports, subclasses or wraps the package's exercise code
-    instead of writing its own gets "not done", as in the student's self-check. Made once per
-    process, readable, not listable."""
+    REFERENCE_FILES. For a notebook (`given` not None), whose exercises replace the package's own
+    objects, the rest of `shared` and `stages` too, as the student edition has them (`child_text`):
+    stubs where the master has solutions, but for the exercises the course `given`s it
+    (notebook.given_exercises), so that a notebook that imports, subclasses or wraps the package's
+    code for its own exercises instead of writing them gets "not done", as in the student's
+    self-check. Made once per process and set of givens, readable, not listable."""
     import makemore_wavenet.shared as shared_pkg
     import makemore_wavenet.stages as stages_pkg
 
@@ -158,7 +159,7 @@ def bundle(notebook: bool) -> Path:
     for name in CHILD_MODULES:
         shutil.copyfile(grader_dir / f"{name}.py", out / "makemore_wavenet" / "grader" / f"{name}.py")
     (out / "makemore_wavenet" / "shared").mkdir()
-    if notebook:
+    if given is not None:
         for package in (shared_dir, Path(stages_pkg.__file__).resolve().parent):
             for src in sorted(package.rglob("*")):
                 rel = src.relative_to(package)
@@ -167,7 +168,7 @@ def bundle(notebook: bool) -> Path:
                 dest = out / "makemore_wavenet" / package.name / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 if src.suffix == ".py":
-                    dest.write_text(child_text(src), encoding="utf-8")
+                    dest.write_text(child_text(src, given), encoding="utf-8")
                 else:
                     shutil.copyfile(src, dest)
     else:
@@ -183,31 +184,12 @@ def bundle(notebook: bool) -> Path:
     return out
 
 
-def child_text(path: Path) -> str:
+def child_text(path: Path, given: frozenset[str] = frozenset()) -> str:
     """A source file of `shared` or `stages` as a notebook's sandbox gets it: the student edition's
-    text (regions.student_text, as the release writes it). A file whose only regions are settings at
-    module level (stage 6's CONFIG) stays whole: the stage's config_hint, which the student edition
-    ships, spells that solution out, and its stub would make the module raise on import, so that
-    a notebook's own CONFIG could not take its place."""
-    from .regions import find_regions, student_text
+    text (regions.student_text, as the release writes it), with the `given` exercises solved."""
+    from .regions import student_text
 
-    text = path.read_text(encoding="utf-8")
-    regions = find_regions(path)
-    if regions and all(_is_setting(text.splitlines()[r.start], r.solution) for r in regions):
-        return text
-    return student_text(text)
-
-
-def _is_setting(begin: str, solution: tuple[str, ...]) -> bool:
-    """Is a region a module-level assignment (no code: a configuration)?"""
-    import ast
-
-    try:
-        body = ast.parse("\n".join(solution)).body
-    except SyntaxError:
-        return False
-    return (begin == begin.lstrip() and bool(body) and all(isinstance(n, (ast.Assign, ast.AnnAssign)) for n in body)
-            and not any(isinstance(n, ast.Lambda) for n in ast.walk(ast.Module(body=body, type_ignores=[]))))
+    return student_text(path.read_text(encoding="utf-8"), done=given)
 
 
 COPY_MB, COPY_ENTRIES = 1024, 20_000  # the most of a submission that is copied (the grader's disk and time)
@@ -529,7 +511,9 @@ def command(box: Box, start: int, limits) -> tuple[list[str], dict, Path, callab
     if box.mode == "none":
         argv = [sys.executable, "-m", "makemore_wavenet.grader.child", job, out, str(start)]
         return argv, _env(os.environ.get("HOME", str(box.tmp)), None), box.tmp, _rlimits(limits, nproc=False), ()
-    code = bundle(box.submission.suffix == ".ipynb")
+    from . import notebook
+
+    code = bundle(notebook.given_exercises(box.submission) if box.submission.suffix == ".ipynb" else None)
     python = ["-E", "-s", "-S", "-u", "-B", "-c", _boot(SANDBOX_ROOT["grader"], site_dirs())]
     if box.mode == "fallback":
         work = str(box.home / "work")
@@ -811,7 +795,7 @@ def _trial(mode: str, userns: bool = True) -> str:
                             preexec_fn=_fallback_preexec(box.uid, _TrialLimits))
             boot = _setup(site_dirs()) + PROBE
             python = [_python(), "-E", "-s", "-S", "-c", boot]
-            argv = bwrap_argv(box, bundle(False), _TrialLimits, userns) + python
+            argv = bwrap_argv(box, bundle(None), _TrialLimits, userns) + python
             return _try(argv, env=_env(SANDBOX_ROOT["work"], "/tmp"))
         finally:
             box.close()

@@ -321,6 +321,18 @@ def accepts(path: str | Path, class_name: str, parameter: str) -> bool:
     return True
 
 
+def given_exercises(path: str | Path) -> frozenset[str]:
+    """The exercises the course gives a notebook in the instructor's grading: for the edition's
+    stageN.ipynb, the earlier stages' (solved in the package around it, neither graded nor
+    counted there: each stage's notebook answers for its own); none for any other notebook."""
+    from makemore_wavenet.stages import all_stages
+
+    stage = stage_from_name(path)
+    if stage is None:
+        return frozenset()
+    return frozenset(ex.id for s in all_stages().values() if s.number < stage for ex in s.exercises)
+
+
 def stage_from_name(path: str | Path) -> int | None:
     """The stage a notebook's name says it is (stage4.ipynb: 4), if there is such a stage."""
     from makemore_wavenet.stages import all_stages

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import textwrap
 from dataclasses import dataclass
@@ -53,25 +54,44 @@ def find_regions(path: Path) -> list[Region]:
     return regions
 
 
-def stub(exercise_id: str, indent: str) -> list[str]:
+def stub(exercise_id: str, indent: str, solution: list[str] = ()) -> list[str]:
+    """The exercise's task as comments, then code that raises NotImplementedError naming it; a
+    setting at module level (stage 6's CONFIG) becomes a NotDone, so that its module still imports."""
     ex = exercises()[exercise_id]
-    return [f"{indent}# EXERCISE {ex.id}: {ex.title}",
-            *(f"{indent}# {line}" for line in textwrap.wrap(ex.task, 90)),
-            f'{indent}raise NotImplementedError("exercise {ex.id} ({ex.title}) is not done yet")']
+    message = f"exercise {ex.id} ({ex.title}) is not done yet"
+    names = [] if indent else setting_names(solution)
+    settings = [f'{name} = NotDone("{message}")' for name in names]
+    code = (["from makemore_wavenet.shared.errors import NotDone", *settings] if names
+            else [f'{indent}raise NotImplementedError("{message}")'])
+    return [f"{indent}# EXERCISE {ex.id}: {ex.title}", *(f"{indent}# {line}" for line in textwrap.wrap(ex.task, 90)),
+            *code]
+
+
+def setting_names(solution) -> list[str]:
+    """The names a solution assigns, when it is nothing but assignments to names (a setting); else []."""
+    try:
+        body = ast.parse("\n".join(solution)).body
+    except SyntaxError:
+        return []
+    if not body or not all(isinstance(node, (ast.Assign, ast.AnnAssign)) for node in body):
+        return []
+    targets = [t for node in body for t in (node.targets if isinstance(node, ast.Assign) else [node.target])]
+    return [t.id for t in targets] if all(isinstance(t, ast.Name) for t in targets) else []
 
 
 def student_text(text: str, done: frozenset[str] = frozenset()) -> str:
     """A file's text as the student edition has it: every region stubbed, but the exercises in
     `done`, whose solutions stay (a student who has done those; the tests use it)."""
-    lines = text.splitlines()
-    out, skipping = [], False
-    for line in lines:
+    out, region, solution = [], None, []
+    for line in text.splitlines():
         if (m := BEGIN.match(line)) and m["id"] not in done:
-            out.extend(stub(m["id"], m["indent"]))
-            skipping = True
-        elif END.match(line) or BEGIN.match(line):
-            skipping = False
-        elif not skipping:
+            region, solution = m, []
+        elif region is not None and END.match(line):
+            out.extend(stub(region["id"], region["indent"], solution))
+            region = None
+        elif region is not None:
+            solution.append(line)
+        elif not (BEGIN.match(line) or END.match(line)):
             out.append(line)
     return "\n".join(out) + "\n"
 

@@ -119,6 +119,10 @@ def _enclosing_definition(module: str, exercise_id: str) -> str:
         start = min([d.lineno for d in getattr(node, "decorator_list", [])] + [node.lineno])
         if start <= stub_line <= node.end_lineno:
             return "\n".join(lines[start - 1:node.end_lineno])
-    # a module-level stub (a statement, not inside a definition): the stub's own lines
-    end = next(i for i in range(stub_line, len(lines) + 1) if lines[i - 1].lstrip().startswith("raise "))
+    # a module-level stub (a statement, not inside a definition): the stub's own lines, its task's
+    # comments and its raise, or a setting's NotDone (regions.stub)
+    end = stub_line
+    while end < len(lines) and (lines[end].startswith(("#", "raise ", "from makemore_wavenet.shared.errors import"))
+                                or "= NotDone(" in lines[end]):
+        end += 1
     return "\n".join(lines[stub_line - 1:end])

@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Callable
 
 from makemore_wavenet.shared.config import ModelConfig, TrainConfig
-from makemore_wavenet.shared.errors import ConfigError
+from makemore_wavenet.shared.errors import ConfigError, NotDone
 from makemore_wavenet.shared.layers import Module
 
 PACKAGE_NAME = re.compile(r"stage(\d+)_(\w+)")  # stage3_block_size_8: stage 3, "block size 8"
@@ -90,7 +90,10 @@ class Stage:
 
     @property
     def config(self) -> ModelConfig:
-        return self.module().CONFIG
+        config = self.module().CONFIG
+        if isinstance(config, NotDone):  # the student edition's stub of a CONFIG exercise
+            raise NotImplementedError(config.message)
+        return config
 
     @property
     def build_model(self) -> Callable[..., Module]:

@@ -253,10 +253,10 @@ def test_a_notebook_without_a_model_passes_nothing_it_does_not_define(cells, lac
 def test_a_shipped_notebook_answers_for_its_stage_only_with_a_part_of_its_own(tmp_path):
     """stage4.ipynb defines part of stage 4's model: the package's stage 4 with its parts trains.
     stage3.ipynb defines only the windows (3.1): stage 3's model has no part of its own, no loss. A
-    fresh stage6.ipynb defines no CONFIG yet: its own model's row (None) says 6.1 is not done."""
+    fresh stage6.ipynb's CONFIG is the edition's stub (a NotDone): stage 6, whose 6.1 is not done."""
     from makemore_wavenet.grader.grade import _notebook_plan
 
-    for stage, fill, expected in ((4, fill_in, (4,)), (3, fill_in, ()), (6, lambda nb: nb, (None,))):
+    for stage, fill, expected in ((4, fill_in, (4,)), (3, fill_in, ()), (6, lambda nb: nb, (6,))):
         path = tmp_path / f"stage{stage}.ipynb"
         nbformat.write(fill(stage_notebook(stage)), path)
         assert _notebook_plan(path, "public")[1] == expected
@@ -279,3 +279,18 @@ def test_an_error_in_a_notebook_names_its_cell_and_line(tmp_path):
     report = grade(path, Options(losses=False))
     [embedding] = [r for r in report.results if r.row == "2.1"]
     assert embedding.status == "error" and re.search(rf"\(at cell {number}, line \d+\)", embedding.message), embedding
+
+
+def test_a_stage_notebook_is_given_the_earlier_stages_and_answers_for_its_own(tmp_path):
+    """In the instructor's grading, stage4.ipynb stands on the course's 2.1 and 2.3 (neither graded
+    nor counted there), and the package beside it has stubs for stage 4's own exercises: one the
+    notebook borrows from the package is not done, and one of an earlier stage it redefines is not graded."""
+    path = tmp_path / "stage4.ipynb"
+    cells = ["import makemore_wavenet.shared.layers as package_layers",
+             "class Embedding(package_layers.Embedding):\n    pass",
+             "FlattenConsecutive = package_layers.FlattenConsecutive"]
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), path)
+    report = grade(path, Options(tier="public", losses=False))
+    rows = {r.row: r.status for r in report.results}
+    assert rows.get("4.1") == "not done" and "2.1" not in rows and "2.3" not in rows, report.table()
+    assert report.passed == 0
