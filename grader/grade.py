@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -93,13 +94,17 @@ def check_key(check: Check) -> str:
     return f"{check.tier}|{check.row}|{check.name}"
 
 
+_REFERENCE_LOCK = threading.Lock()
+
+
 def reference_values(checks: list[Check]) -> dict:
     """What the reference returns for each check: shipped with the student edition, else computed
     here from the master sources (this process imports the master's packages)."""
     if is_student():
         shipped = torch.load(EXPECTED_FILE, weights_only=True)
         return {check_key(c): shipped[check_key(c)] for c in checks}
-    return {check_key(c): c.call.probe(**c.call.kwargs) for c in checks}
+    with _REFERENCE_LOCK:  # probes set torch's default dtype, which is the process's: one grading thread at a time
+        return {check_key(c): c.call.probe(**c.call.kwargs) for c in checks}
 
 
 def grade(submission: str | Path, options: Options = Options(), references: dict | None = None) -> Report:
