@@ -39,7 +39,7 @@ from .checks import PUBLIC_SEED, PUBLIC_SIZES, Check, compare, exercise_checks
 from .exercises import challenge_stage, exercises
 from .probes import batchnorm, notebook_logits, notebook_weights, own_stage_logits, stage_config, stage_weights
 from .report import CheckResult, Loss, Report
-from .sandbox import LOG_TAIL, Call, Limits, Outcome, Session, run_calls
+from .sandbox import LOG_TAIL, MESSAGE_CAP, Call, Limits, Outcome, Session, run_calls
 from .thresholds import Thresholds
 
 EXPECTED_FILE = Path(__file__).resolve().parent / "expected" / "public.pt"  # the student edition's references
@@ -51,6 +51,8 @@ TRAINING_SECONDS = {"quick": 300.0, "full": 3600.0, "challenge": 1800.0}
 # what the student edition's self-check also trains with: the student's own windows, step and evaluation
 SELF_CHECK_NEEDS = ("1.2", "1.3", "3.1")
 MAX_BLOCK_SIZE = 64  # a reported block_size beyond this is not a configuration the grader builds windows for
+MAX_STEPS = 400_000  # an entry's steps beyond this is no recipe the grader trains (the full schedule's most: 80,000)
+MAX_ENTRY_BYTES = 64 * 1024  # a challenge entry is a short TOML file
 
 
 @dataclass(frozen=True)
@@ -132,13 +134,16 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
     checks = sorted(checks + _needed_checks(checks, trained, options.tier, given), key=lambda c: order[check_key(c)])
     references = references if references is not None else reference_values(checks)
     # round 1: the exercise checks, and each trained stage's configuration as the submission reports it
-    config_calls = [Call(stage_config, {"stage": s}) for s in trained]
+    # one answer per stage: the configuration row judges the very answer the loss check trains with
+    asked = {c.call.kwargs["stage"]: i for i, c in enumerate(checks) if c.call.probe is stage_config}
+    config_calls = [Call(stage_config, {"stage": s}) for s in trained if s not in asked]
     session = Session(options.limits, options.tier)  # the sandbox and the time budget of both rounds
     outcomes, log = run_calls(submission, [c.call for c in checks] + config_calls, options.limits, files=files,
                               session=session)
     results = [_judge(check, references[check_key(check)], outcome) for check, outcome in zip(checks, outcomes)]
     results = _settle(results, checks, trained)
-    configs = dict(zip(trained, outcomes[len(checks):]))
+    configs = dict(zip([s for s in trained if s not in asked], outcomes[len(checks):]))
+    configs |= {s: outcomes[i] for s, i in asked.items()}
     if submission.suffix == ".ipynb" and (unparsed := notebook.program(submission)[1]):
         results.append(CheckResult(None, "notebook", "every code cell parses", "public", "error", "; ".join(unparsed)))
     report = Report(submission=str(submission), tier=options.tier, schedule=options.schedule, results=results,
@@ -151,6 +156,8 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
         report.log = (report.log + loss_log)[-LOG_TAIL:]
         for job, outcome in zip(loss_jobs, loss_outcomes):
             _judge_losses(job, outcome, options, report)
+    for r in report.results:  # a message quotes values the child chose: none outgrows a table cell
+        r.message = r.message[:MESSAGE_CAP]
     report.seconds = time.perf_counter() - start
     return report
 
@@ -253,21 +260,34 @@ def _loss_calls(submission: Path, options: Options, stages, configs: dict, unfin
     calls, jobs = [], []
     seconds = options.training_seconds or TRAINING_SECONDS[options.schedule]
     for stage in stages:
-        if stage is None:
-            call, job = _notebook_call(submission, options)
-        elif waiting := [ex for ex in _needs(get_stage(stage), training=True) if ex in unfinished]:
+        if stage is not None and (waiting := [ex for ex in _needs(get_stage(stage), training=True)
+                                              if ex in unfinished]):
             _loss_rows(report, stage, options, "waiting", waits_on(waiting))
             continue
-        else:
-            try:
+        try:
+            if stage is None:
+                call, job = _notebook_call(submission, options)
+            else:
                 call, job = (_own_stage_call if is_student() else _stage_call)(submission, options, stage,
                                                                                 configs.get(stage))
-            except _CannotTrain as why:
+        except _CannotTrain as why:
+            if stage is None:
+                report.results.append(CheckResult(None, "notebook", "model size and loss", "public", why.status,
+                                                  str(why)))
+            else:
                 _loss_rows(report, stage, options, why.status, str(why))
-                continue
+            continue
         calls.append(Call(call.probe, call.kwargs, seconds))
         jobs.append(job)
     return calls, jobs
+
+
+def _block_size(value) -> int:
+    """A block_size the submission chose, if it is a context the grader builds windows for."""
+    if type(value) is not int or not 1 <= value <= MAX_BLOCK_SIZE:
+        raise _CannotTrain("fail", f"block_size {repr(value)[:40]} is no context the grader builds windows for "
+                           f"(a whole number, 1 to {MAX_BLOCK_SIZE})")
+    return value
 
 
 class _CannotTrain(Exception):
@@ -282,8 +302,12 @@ def _stage_call(submission: Path, options: Options, stage: int, config) -> tuple
     checkpoint counts on the public tier only: it cannot prove how it was trained."""
     s = get_stage(stage)
     if options.schedule == "challenge":  # the submission's own entry file: data, read without running it
+        entry = submission / s.entry_file
+        if entry.is_symlink() or (entry.is_file() and entry.stat().st_size > MAX_ENTRY_BYTES):
+            raise _CannotTrain("error", f"the challenge entry {s.entry_file} is a link or larger than "
+                               f"{MAX_ENTRY_BYTES // 1024} KB: it is read only as a file of the submission's own")
         try:
-            the_plan = plan(s, options.schedule, entry=submission / s.entry_file)
+            the_plan = plan(s, options.schedule, entry=entry)
         except ConfigError as err:
             raise _CannotTrain("error", f"the challenge entry: {err}") from None
         model_config = asdict(the_plan.model)
@@ -295,10 +319,9 @@ def _stage_call(submission: Path, options: Options, stage: int, config) -> tuple
                                "not as its fields")
         model_config = {k: v for k, v in config.value.items() if k != "params"}
         the_plan = plan(s, options.schedule)
-    block_size, whole_names = model_config.get("block_size"), bool(model_config.get("whole_names"))
-    if not isinstance(block_size, int) or not 1 <= block_size <= MAX_BLOCK_SIZE:
-        raise _CannotTrain("fail", f"block_size {block_size!r} is no context the grader builds windows for "
-                           f"(1 to {MAX_BLOCK_SIZE})")
+    block_size, whole_names = _block_size(model_config.get("block_size")), bool(model_config.get("whole_names"))
+    if the_plan.recipe.steps > MAX_STEPS:
+        raise _CannotTrain("fail", f"{the_plan.recipe.steps:,} steps is more than the {MAX_STEPS:,} the grader trains")
     data, targets = _instructor_data(options, block_size, whole_names)
     fresh = (options.retrain or options.tier == "hidden" or submission.suffix == ".ipynb"
              or options.schedule == "challenge")
@@ -331,7 +354,7 @@ def _notebook_call(submission: Path, options: Options) -> tuple[Call, dict]:
     """A lecture-style notebook's own model, trained with the lecture's recipe on windows of the
     notebook's block_size: the grader's, or in the student edition the notebook's own."""
     the_plan = plan(1, "full" if options.schedule == "full" else "quick")
-    block_size = notebook.literal(submission, "block_size") or 3
+    block_size = _block_size(notebook.literal(submission, "block_size") or 3)
     source = f"the notebook's own model, trained with the grader's schedule ({the_plan.recipe.steps:,} steps)"
     if is_student():
         call = Call(notebook_logits, {"seed": GRADER_SEED, "recipe": asdict(the_plan.recipe), "names": _names(options),
@@ -416,6 +439,9 @@ def _judge_losses(job: dict, outcome, options: Options, report: Report) -> None:
             stage, outputs = _evaluated(job, outcome.value)
         except reference.CannotEvaluate as err:
             outcome = Outcome("fail", message=f"the grader cannot evaluate the trained model: {err}")
+        except Exception as err:  # what the child returned breaks the evaluation: this row's error, not the grader's
+            outcome = Outcome("error", message=f"the grader could not evaluate the trained model: "
+                                               f"{type(err).__name__}: {str(err)[:300]}")
     if stage is None:  # a lecture-style notebook whose model is no stage of the lecture's
         report.results.append(CheckResult(None, "notebook", "model size and loss", "public",
                                           "fail" if outcome.status == "ok" else outcome.status, outcome.message))

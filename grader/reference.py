@@ -12,6 +12,7 @@ tensors are those of one of the lecture's stages (`lecture_stage`); no other mod
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import asdict
 
@@ -20,7 +21,10 @@ import torch
 from makemore_wavenet.shared.loop import EVAL_BATCH
 from makemore_wavenet.stages import all_stages, count_parameters, get_stage
 
-AGREEMENT = 1e-4  # the largest difference between the forwards, relative to the largest logit (float32)
+from .sandbox import plain_tensor
+
+AGREEMENT = 1e-4  # the largest difference between the forwards, relative to each row's largest logit (float32)
+MAX_ELEMENTS = 20_000_000  # numbers in a model the grader builds (80 MB); the lecture's largest holds 76,579
 AGREEMENT_ROWS = 64  # inputs the forwards are compared on
 NAME_PADDING = 8  # whole-name models (stage 7 on) read block_size + L characters; these inputs take L = 8
 
@@ -45,7 +49,9 @@ def stage_model(stage: int, model_config: dict, state, x: torch.Tensor):
         shapes = _trained_shapes(s.build_model(config, device="meta"), x.to("meta"))
     except Exception as err:  # fields the config class does not take, sizes no model has
         raise CannotEvaluate(f"its configuration builds no model of stage {stage}: "
-                             f"{type(err).__name__}: {err}") from None
+                             f"{type(err).__name__}: {str(err)[:300]}") from None
+    if (size := sum(math.prod(shape) for shape in shapes.values())) > MAX_ELEMENTS:
+        raise CannotEvaluate(f"its model holds {size:,} numbers, more than the {MAX_ELEMENTS:,} the grader builds")
     _check(shapes, state)  # on `meta` first: a model is allocated only once the tensors have its sizes
     model = s.build_model(config)
     model.load_state(state)
@@ -74,11 +80,16 @@ def _check(shapes: dict[str, tuple], state) -> None:
         raise CannotEvaluate("the trained model came back as no named tensors")
     missing, extra = sorted(set(shapes) - set(state)), sorted(set(state) - set(shapes))
     if missing or extra:
-        raise CannotEvaluate(f"its tensors are not the model's: missing {missing[:4]}, unexpected {extra[:4]}")
+        raise CannotEvaluate(f"its tensors are not the model's: missing {missing[:4]}, "
+                             f"unexpected {[str(name)[:40] for name in extra[:4]]}")
     for name, shape in shapes.items():
-        if tuple(state[name].shape) != shape or not state[name].is_floating_point():
-            raise CannotEvaluate(f"{name} has shape {tuple(state[name].shape)} ({state[name].dtype}), "
-                                 f"the model's has {shape}")
+        t = state[name]
+        if tuple(t.shape) != shape or not t.is_floating_point():
+            raise CannotEvaluate(f"{name} has shape {tuple(t.shape)} ({t.dtype}), the model's has {shape}")
+        if not plain_tensor(t):
+            raise CannotEvaluate(f"{name} is no plain tensor of its own numbers ({t.device}, {t.layout}, expanded?)")
+        if not torch.isfinite(t).all():  # a trained model's tensors are finite; inf makes NaN of chosen inputs
+            raise CannotEvaluate(f"{name} holds values that are not finite")
 
 
 def _trained_shapes(model, x: torch.Tensor) -> dict[str, tuple]:
@@ -91,15 +102,16 @@ def _trained_shapes(model, x: torch.Tensor) -> dict[str, tuple]:
 
 def disagreement(model, x: torch.Tensor, theirs) -> str:
     """'' when the submission's forward (`theirs`, on `x`) agrees with the grader's model within
-    AGREEMENT; else what differs. A model with non-finite logits is judged by its loss instead."""
+    AGREEMENT of each row's largest logit; else what differs. Non-finite logits never agree: a
+    model whose tensors make them on random contexts is not evaluated, whatever it does on names."""
     ours = logits(model, x)
-    if not isinstance(theirs, torch.Tensor) or theirs.shape != ours.shape:
+    if not plain_tensor(theirs) or theirs.shape != ours.shape:
         shape = tuple(theirs.shape) if isinstance(theirs, torch.Tensor) else type(theirs).__name__
         return f"its forward pass gave {shape}, the grader's model of its tensors {tuple(ours.shape)}"
     if not torch.isfinite(ours).all():
-        return ""
-    scale = ours.abs().max().clamp_min(1e-6)
-    diff = ((theirs.float() - ours).abs().max() / scale).item()
+        return "the grader's model of its tensors gives logits that are not finite on random contexts"
+    scale = ours.abs().amax(dim=-1, keepdim=True).clamp_min(1.0)  # each row's own: one huge row hides none
+    diff = ((theirs.float() - ours).abs() / scale).max().item()
     if diff <= AGREEMENT:  # NaN in theirs fails too
         return ""
     return (f"its forward pass differs from the grader's model holding the same tensors by {diff:.2g} of the "

@@ -230,14 +230,26 @@ def _over(box: iso.Box, log_file: Path, limits: Limits) -> str:
         if used > limits.disk_mb * 1024 * 1024:
             return f"the code wrote more than {limits.disk_mb} MB into its folder"
     try:
-        if log_file.stat().st_size > LOG_CAP:
-            keep = tail(log_file, 8 * LOG_TAIL).encode()
-            with open(log_file, "r+b") as f:
-                f.truncate(0)
-                f.write(b"[grader] ...the log's beginning was cut (it grew past %d MB)...\n" % (LOG_CAP >> 20) + keep)
+        st = log_file.stat()
+        if st.st_blocks * 512 > LOG_CAP:
+            _free_all_but_the_tail(log_file, st.st_size - 8 * LOG_TAIL)
     except OSError:
         pass
     return ""
+
+
+def _free_all_but_the_tail(log_file: Path, cut: int) -> None:
+    """Free the log's first `cut` bytes in place, a hole punched where they were: the child, which
+    appends, goes on writing at the end, and nothing it writes meanwhile is lost (a truncation
+    would race with it). The tail, read from the end, is what is kept."""
+    import ctypes
+
+    punch_hole_keep_size = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    with open(log_file, "r+b") as f:
+        if libc.fallocate(f.fileno(), punch_hole_keep_size, 0, cut) != 0:
+            raise OSError(ctypes.get_errno(), "fallocate")
 
 
 def _usage(folder: Path, most: int = 10_000) -> int:
@@ -272,9 +284,29 @@ def _load(path: Path, limits: Limits) -> Outcome:
         if not isinstance(raw, dict) or raw.get("status") not in CHILD_STATUSES:
             status = raw.get("status") if isinstance(raw, dict) else raw
             raise ValueError(f"status {clean(str(status))[:40]!r} is none of {CHILD_STATUSES}")
+        if not _plain_value(raw.get("value")):
+            raise ValueError("a tensor in it is not a dense CPU tensor of its own numbers (meta, sparse, expanded?)")
         return Outcome(raw["status"], raw.get("value"), clean(str(raw.get("message", "")))[:MESSAGE_CAP])
     except Exception as err:  # a result file the grader did not write as it should be
         return Outcome("error", message=clean(f"unreadable result ({type(err).__name__}): {err}")[:300])
+
+
+def plain_tensor(t) -> bool:
+    """A dense tensor on the CPU holding its own numbers: not on meta, sparse, quantized or an
+    expanded view (a few bytes on disk that the grading process would take for millions of numbers)."""
+    return (isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.layout == torch.strided
+            and not t.is_quantized and t.untyped_storage().nbytes() >= t.numel() * t.element_size())
+
+
+def _plain_value(value, depth: int = 0) -> bool:
+    """Every tensor in a result (nested in lists, tuples and dicts, at most 32 deep) is plain_tensor."""
+    if depth > 32:
+        return False
+    if isinstance(value, torch.Tensor):
+        return plain_tensor(value)
+    if isinstance(value, dict):
+        value = list(value.values())
+    return not isinstance(value, (list, tuple)) or all(_plain_value(v, depth + 1) for v in value)
 
 
 def _is_regular(mode: int) -> bool:

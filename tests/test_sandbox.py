@@ -753,3 +753,34 @@ def test_an_unknown_or_impossible_isolation_is_a_grader_error(monkeypatch):
     monkeypatch.setattr(isolation, "_bwrap_state", lambda: ("bwrap is not installed", False))
     with pytest.raises(GraderError, match="bubblewrap cannot run here: bwrap is not installed"):
         Session(Limits(isolation="bwrap"))
+
+
+@pytest.mark.parametrize("value", [
+    torch.zeros(1).expand(10**9), torch.zeros(3, device="meta"), torch.eye(3).to_sparse(),
+    {"deep": [[torch.ones(2)]] * 2 + [torch.zeros(1).expand(10**6)]},
+], ids=["expanded", "meta", "sparse", "nested expanded"])
+def test_a_result_of_tensors_that_are_not_plain_numbers_is_refused_as_it_is_read(tmp_path, value):
+    """A billion numbers in a few bytes, a meta or a sparse tensor: each would break or bloat the
+    grading process that compares it, so the result is an error before anything uses it."""
+    from makemore_wavenet.grader.sandbox import _load
+
+    torch.save({"status": "ok", "value": value}, tmp_path / "0.pt")
+    outcome = _load(tmp_path / "0.pt", Limits())
+    assert outcome.status == "error" and "not a dense CPU tensor" in outcome.message
+    torch.save({"status": "ok", "value": {"x": torch.ones(3), "n": [1, 2.0, "s"]}}, tmp_path / "1.pt")
+    assert _load(tmp_path / "1.pt", Limits()).status == "ok"
+
+
+def test_a_log_past_its_cap_is_freed_in_place_keeping_its_tail(tmp_path):
+    """The beginning of a huge log is freed (a hole punched) while the child may still be appending:
+    no truncation, so nothing written meanwhile is lost, and the tail reads as before."""
+    from makemore_wavenet.grader.sandbox import _free_all_but_the_tail
+
+    log = tmp_path / "log.txt"
+    log.write_bytes(b"x" * 50_000_000 + b"THE END\n")
+    size = log.stat().st_size
+    _free_all_but_the_tail(log, size - 16_000)
+    with open(log, "ab") as f:  # the child goes on appending at the end
+        f.write(b"AFTER\n")
+    assert log.stat().st_blocks * 512 < 1_000_000 and log.stat().st_size == size + 6
+    assert tail(log).rstrip().endswith("THE END\nAFTER")

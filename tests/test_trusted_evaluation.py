@@ -57,7 +57,7 @@ def test_a_forward_that_differs_by_more_than_the_tolerance_disagrees():
     model, x = trained_state(6), reference.agreement_inputs(8, False)
     ours = reference.stage_model(6, asdict(get_stage(6).config), model.state(), x)
     theirs = reference.logits(model, x)
-    scale = theirs.abs().max()
+    scale = max(1.0, theirs.abs().max().item())  # each row is judged against its largest logit, at least 1
     assert reference.disagreement(ours, x, theirs + 0.5 * reference.AGREEMENT * scale) == ""
     assert "differs" in reference.disagreement(ours, x, theirs + 3 * reference.AGREEMENT * scale)
     assert "differs" in reference.disagreement(ours, x, theirs * float("nan"))
@@ -87,12 +87,44 @@ def test_tensors_that_are_not_the_stages_model_cannot_be_evaluated(spoil, says):
 
 
 def test_a_configuration_too_big_to_build_is_refused_before_anything_is_allocated():
-    # on `meta` first: a billion hidden units against tensors of 200 never reach memory
+    # on `meta` first: a billion hidden units never reach memory, whatever tensors come with them
     config = replace(get_stage(1).config, n_hidden=10**9)
-    with pytest.raises(reference.CannotEvaluate, match="has shape"):
+    with pytest.raises(reference.CannotEvaluate, match="more than the"):
         reference.stage_model(1, asdict(config), trained_state(1).state(), reference.agreement_inputs(3, False))
     with pytest.raises(reference.CannotEvaluate, match="builds no model"):
         reference.stage_model(1, {"n_hidden": "many"}, {}, reference.agreement_inputs(3, False))
+
+
+@pytest.mark.parametrize("spoil, says", [
+    (lambda st: {**st, "1.running_mean": torch.full_like(st["1.running_mean"], float("inf"))}, "not finite"),
+    (lambda st: {**st, "C": torch.zeros(1, 1).expand(*st["C"].shape)}, "no plain tensor"),
+    (lambda st: {**st, "C": st["C"].to("meta")}, "no plain tensor"),
+    (lambda st: {**st, "C": st["C"].to_sparse()}, "no plain tensor"),
+], ids=["inf", "expanded", "meta", "sparse"])
+def test_tensors_that_are_not_plain_finite_numbers_are_refused(spoil, says):
+    state, x = trained_state(1).state(), reference.agreement_inputs(3, False)
+    with pytest.raises(reference.CannotEvaluate, match=says):
+        reference.stage_model(1, asdict(get_stage(1).config), spoil(state), x)
+
+
+def test_finite_tensors_that_make_non_finite_logits_never_agree():
+    # the red team's trap: huge finite weights whose sums overflow on some inputs (here: all), times a
+    # zero gamma, give NaN; the agreement check used to be skipped then, so any forward "agreed"
+    model, x = trained_state(1), reference.agreement_inputs(3, False)
+    state = {**model.state(), "C": torch.ones_like(model.state()["C"]),
+             "0.weight": torch.full_like(model.state()["0.weight"], 3e38)}  # 30 of them sum to inf
+    state["1.gamma"] = state["1.gamma"].clone()
+    state["1.gamma"][0] = 0.0
+    ours = reference.stage_model(1, asdict(get_stage(1).config), state, x)
+    assert "not finite" in reference.disagreement(ours, x, torch.zeros(reference.AGREEMENT_ROWS, 27))
+
+
+def test_agreement_is_judged_row_by_row():
+    model, x = trained_state(6), reference.agreement_inputs(8, False)
+    ours = reference.stage_model(6, asdict(get_stage(6).config), model.state(), x)
+    theirs = reference.logits(model, x).clone()
+    theirs[5] += 0.01 * theirs[5].abs().max()  # one row off by 1%: a huge logit elsewhere would not hide it
+    assert "differs" in reference.disagreement(ours, x, theirs)
 
 
 def test_agreement_inputs_are_drawn_anew_each_time():
@@ -129,6 +161,8 @@ def test_the_child_is_given_the_train_split_and_nothing_held_out(tmp_path, monke
     assert set(tensors) == {"train_x", "train_y", "lrs", "agreement_x"}
     assert torch.equal(tensors["train_x"], splits["train"][0]) and torch.equal(tensors["train_y"], splits["train"][1])
     assert tensors["agreement_x"].shape == (reference.AGREEMENT_ROWS, 3)
+    # one answer to "what is your configuration": the one the configuration row judged is the one trained
+    assert [c.probe.__name__ for c in sent].count("stage_config") == 1
     held_out = [splits[s][0] for s in ("val", "test")]
     for call in sent:  # no call, exercise checks included, carries a held-out split
         for value in call.kwargs.values():
@@ -171,3 +205,29 @@ def test_a_checkpoint_of_another_model_than_the_submission_reports_is_not_used(t
     save_checkpoint(root, replace(get_stage(1).config, n_hidden=400))  # the mislabelled checkpoint
     [val] = loss_rows(grade(root, Options(tier="public", stages=(1,))), 1)
     assert val.status == "pass" and "grader's schedule" in val.message and "checkpoint" not in val.message
+
+
+def test_a_notebook_block_size_the_grader_builds_no_windows_for_is_that_notebooks_fail(tmp_path):
+    path = tmp_path / "makemore_part5.ipynb"
+    nb = lecture_notebook()
+    for cell in nb.cells:
+        cell.source = cell.source.replace("block_size = 8 #", "block_size = 100000 #")
+    nbformat.write(nb, path)
+    report = grade(path, Options(tier="public"))
+    [row] = [r for r in report.results if r.row == "notebook"]
+    assert row.status == "fail" and "block_size 100000" in row.message and not report.losses
+
+
+@pytest.mark.parametrize("entry, says", [
+    ("[model]\n[train]\nsteps = 1000000000\n", "more than the"),
+    (None, "is a link"),
+], ids=["a billion steps", "a link"])
+def test_a_challenge_entry_the_grader_does_not_train(tmp_path, entry, says):
+    root = copy_master(tmp_path)
+    if entry is None:
+        (root / "challenge.toml").symlink_to(names_path())  # a file outside the submission
+    else:
+        (root / "challenge.toml").write_text(entry)
+    report = grade(root, Options(tier="public", schedule="challenge"))
+    rows = loss_rows(report, 8)
+    assert rows and all(r.status in ("fail", "error") and says in r.message for r in rows), report.table()
