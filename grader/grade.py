@@ -272,8 +272,7 @@ def _loss_calls(submission: Path, options: Options, stages, configs: dict, unfin
                                                                                 configs.get(stage))
         except _CannotTrain as why:
             if stage is None:
-                report.results.append(CheckResult(None, "notebook", "model size and loss", "public", why.status,
-                                                  str(why)))
+                _notebook_row(report, why.status, str(why))
             else:
                 _loss_rows(report, stage, options, why.status, str(why))
             continue
@@ -443,8 +442,7 @@ def _judge_losses(job: dict, outcome, options: Options, report: Report) -> None:
             outcome = Outcome("error", message=f"the grader could not evaluate the trained model: "
                                                f"{type(err).__name__}: {str(err)[:300]}")
     if stage is None:  # a lecture-style notebook whose model is no stage of the lecture's
-        report.results.append(CheckResult(None, "notebook", "model size and loss", "public",
-                                          "fail" if outcome.status == "ok" else outcome.status, outcome.message))
+        _notebook_row(report, "fail" if outcome.status == "ok" else outcome.status, outcome.message)
         return
     source = job["source"] + (" (from your checkpoint)" if outputs and outputs.get("checkpoint") else "")
 
@@ -469,6 +467,11 @@ def _judge_losses(job: dict, outcome, options: Options, report: Report) -> None:
 
     splits = tuple(job["targets"]) if job["targets"] else ("val",)
     _loss_rows(report, stage, options, judge, splits=splits)
+
+
+def _notebook_row(report: Report, status: str, message: str) -> None:
+    """The loss row of a lecture-style notebook that answers for no stage: what kept it from one."""
+    report.results.append(CheckResult(None, "notebook", "model size and loss", "public", status, message))
 
 
 def _evaluated(job: dict, value) -> tuple[int | None, dict]:
