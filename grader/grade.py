@@ -9,7 +9,10 @@ round trains each stage whose needs are done. In the instructor's grading the wi
 grader's, built with the configuration the submission reported, and the child trains the
 submission's model with the instructor's training loop on the train split alone; the child returns
 the trained tensors, and this process evaluates them with its own model of the stage
-(grader/reference.py): no submission code ever sees a val or test input. The student edition,
+(grader/reference.py): no submission code ever sees a val or test input. Every submission starts
+from the master's initial tensors, and the grader trains its own model from the same start beside
+the child (grader/replay.py): the two must end at the same val loss, and the losses reported are
+the grader's own training's. The student edition,
 which ships neither the loop nor a reference, checks itself with the student's own windows (3.1),
 step (1.2) and evaluation (1.3) in the child, which returns val logits; this process computes the loss.
 """
@@ -34,7 +37,7 @@ from makemore_wavenet.shared.edition import is_student
 from makemore_wavenet.shared.errors import ConfigError
 from makemore_wavenet.stages import Stage, all_stages, get_stage, plan
 
-from . import GraderError, notebook, reference
+from . import GraderError, notebook, reference, replay
 from .checks import PUBLIC_SEED, PUBLIC_SIZES, Check, compare, exercise_checks
 from .exercises import challenge_stage, exercises
 from .probes import batchnorm, notebook_logits, notebook_weights, own_stage_logits, stage_config, stage_weights
@@ -152,7 +155,7 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
     # round 2: train each stage whose needs are done
     loss_calls, loss_jobs = _loss_calls(submission, options, stages, configs, _unfinished(results), report)
     if loss_calls:
-        loss_outcomes, loss_log = run_calls(submission, loss_calls, options.limits, files=files, session=session)
+        loss_outcomes, loss_log = _train_both(submission, options, loss_calls, loss_jobs, files, session)
         report.log = (report.log + loss_log)[-LOG_TAIL:]
         for job, outcome in zip(loss_jobs, loss_outcomes):
             _judge_losses(job, outcome, options, report)
@@ -160,6 +163,22 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
         r.message = r.message[:MESSAGE_CAP]
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _train_both(submission: Path, options: Options, calls: list[Call], jobs: list[dict], files, session):
+    """Run the loss calls in the child while the grader trains its own model of each (a job's
+    "replay") in a process of its own; each such job gets its "trained" tensors, or why there are none."""
+    replays = [job for job in jobs if "replay" in job]
+    ours = replay.Replay([job["replay"] for job in replays])
+    try:
+        outcomes, log = run_calls(submission, calls, options.limits, files=files, session=session)
+        wanted = any(o.status == "ok" for job, o in zip(jobs, outcomes) if "replay" in job)
+        trained = ours.result(sum(c.seconds for c in calls)) if wanted else [None] * len(replays)
+    finally:
+        ours.stop()
+    for job, tensors in zip(replays, trained):
+        job["trained"] = tensors
+    return outcomes, log
 
 
 def _needed_checks(checks: list[Check], trained: list[int], tier: str, given=frozenset()) -> list[Check]:
@@ -321,6 +340,11 @@ def _stage_call(submission: Path, options: Options, stage: int, config) -> tuple
     block_size, whole_names = _block_size(model_config.get("block_size")), bool(model_config.get("whole_names"))
     if the_plan.recipe.steps > MAX_STEPS:
         raise _CannotTrain("fail", f"{the_plan.recipe.steps:,} steps is more than the {MAX_STEPS:,} the grader trains")
+    agreement_x = reference.agreement_inputs(block_size, whole_names)
+    try:
+        reference.trained_shapes(stage, model_config, agreement_x)  # on `meta`: before anything is drawn
+    except reference.CannotEvaluate as err:
+        raise _CannotTrain("fail", f"the grader cannot build its model: {err}") from None
     data, targets = _instructor_data(options, block_size, whole_names)
     fresh = (options.retrain or options.tier == "hidden" or submission.suffix == ".ipynb"
              or options.schedule == "challenge")
@@ -329,11 +353,22 @@ def _stage_call(submission: Path, options: Options, stage: int, config) -> tuple
     source = ("from the submission's checkpoint" if ckpt else
               f"trained with its {s.entry_file} ({steps}, the grader's seed)" if options.schedule == "challenge"
               else f"trained with the grader's schedule ({steps})")
-    agreement_x = reference.agreement_inputs(block_size, whole_names)
+    training = {**_training(the_plan.recipe), **data}
+    job = {"stage": stage, "targets": targets, "source": source, "model_config": model_config,
+           "agreement_x": agreement_x}
+    init = None if ckpt else _initial(stage, model_config)  # a checkpoint has trained already: nothing to replay
+    if init is not None:
+        job["replay"] = {"stage": stage, "model_config": model_config, "init": init, **training}
+        job["source"] += ", as the grader's own training of it"
     call = Call(stage_weights, {"stage": stage, "model_config": model_config, "seed": GRADER_SEED, "checkpoint": ckpt,
-                                "agreement_x": agreement_x, **_training(the_plan.recipe), **data})
-    return call, {"stage": stage, "targets": targets, "source": source, "model_config": model_config,
-                  "agreement_x": agreement_x}
+                                "agreement_x": agreement_x, "init": init, **training})
+    return call, job
+
+
+def _initial(stage: int, model_config: dict) -> dict:
+    """The master's initial tensors of the stage's model and the random state after them (replay.initial)."""
+    with _REFERENCE_LOCK:  # the default dtype and the random generator are the process's
+        return replay.initial(stage, model_config, GRADER_SEED)
 
 
 def _own_stage_call(submission: Path, options: Options, stage: int, config) -> tuple[Call, dict]:
@@ -361,9 +396,14 @@ def _notebook_call(submission: Path, options: Options) -> tuple[Call, dict]:
         return call, {"stage": None, "targets": None, "source": source}
     data, targets = _instructor_data(options, block_size, whole_names=False)
     agreement_x = reference.agreement_inputs(block_size, whole_names=False)
-    call = Call(notebook_weights, {"seed": GRADER_SEED, "agreement_x": agreement_x, **_training(the_plan.recipe),
-                                   **data})
-    return call, {"stage": None, "targets": targets, "source": source, "agreement_x": agreement_x}
+    training = {**_training(the_plan.recipe), **data}
+    # the initial tensors of each lecture model at this context, last stage first, as lecture_stage looks
+    inits = {s.number: _initial(s.number, asdict(s.config)) for s in reversed(all_stages().values())
+             if not s.bar and s.config.block_size == block_size and not s.config.whole_names}
+    call = Call(notebook_weights, {"seed": GRADER_SEED, "agreement_x": agreement_x, "inits": inits, **training})
+    source += ", as the grader's own training of it"
+    return call, {"stage": None, "targets": targets, "source": source, "agreement_x": agreement_x, "inits": inits,
+                  "training": training, "seconds": options.training_seconds or TRAINING_SECONDS[options.schedule]}
 
 
 def _training(recipe: TrainConfig) -> dict:
@@ -497,8 +537,37 @@ def _evaluated(job: dict, value) -> tuple[int | None, dict]:
         stage, model = job["stage"], reference.stage_model(job["stage"], job["model_config"], value.get("state"), x)
     if problem := reference.disagreement(model, x, value.get("agreement")):
         raise reference.CannotEvaluate(problem)
+    model = _grader_trained(job, stage, model, value.get("started"))
     targets = job["targets"].values()
     return stage, {"logits": [reference.logits(model, X) for X, _ in targets], "targets": [Y for _, Y in targets]}
+
+
+def _grader_trained(job: dict, stage: int, theirs, started=None):
+    """The grader's own training of the model `theirs` holds the submission's training of, when the
+    two end at the same val loss (reference.training_disagreement); `theirs` itself for a checkpoint,
+    which trained before grading and has nothing to replay. A notebook's replay starts from the initial
+    tensors the child says it loaded (`started`) and runs here, once its stage is known."""
+    if job["stage"] is None:
+        if type(started) is not int or started not in job["inits"]:
+            raise reference.CannotEvaluate("its model did not start from the tensors of a lecture model at its "
+                                           "block_size, so the grader cannot train it as the lecture's")
+        config = asdict(get_stage(stage).config)
+        spec = {**job["training"], "stage": stage, "model_config": config, "init": job["inits"][started]}
+        ours = replay.Replay([spec])
+        try:
+            [trained] = ours.result(job["seconds"])
+        finally:
+            ours.stop()
+    elif "replay" in job:
+        config, trained = job["model_config"], job["trained"]
+    else:
+        return theirs
+    if not isinstance(trained, dict):
+        raise RuntimeError(trained)  # the grader's own training failed: the row's error, not the student's
+    ours = reference.stage_model(stage, config, trained, job["agreement_x"])
+    if problem := reference.training_disagreement(theirs, ours, *job["targets"]["val"]):
+        raise reference.CannotEvaluate(problem)
+    return ours
 
 
 def _no_stage_of(params) -> str:

@@ -254,16 +254,24 @@ def notebook_logits(recipe: dict, seed: int, names: str, block_size: int) -> dic
 
 
 def notebook_weights(recipe: dict, seed: int, train_x: torch.Tensor, train_y: torch.Tensor, lrs: torch.Tensor,
-                     agreement_x: torch.Tensor) -> dict:
-    """The instructor's loss check of a lecture-style notebook: train its own `model` on the grader's
-    train windows with the grader's recipe and loop, and return its tensors, by the names the
-    package's models give them (`_lecture_state`), and its forward pass on `agreement_x`: the parent
-    evaluates them with its own model of the lecture's stage they are (grader/reference.py)."""
+                     agreement_x: torch.Tensor, inits: dict | None = None) -> dict:
+    """The instructor's loss check of a lecture-style notebook: start its own `model` from the
+    master's initial tensors of the lecture's model it has the shapes of (`inits`, by stage: see
+    stage_weights), train it on the grader's train windows with the grader's recipe and loop, and
+    return its tensors, by the names the package's models give them (`_lecture_state`), and its
+    forward pass on `agreement_x`: the parent evaluates them with its own model of the lecture's
+    stage they are (grader/reference.py)."""
     model = _notebook_model()
     torch.manual_seed(seed)
+    shapes = {name: t.shape for name, t in _lecture_state(model.inner).items()}
+    started = next((stage for stage, init in (inits or {}).items()
+                    if {name: t.shape for name, t in init["state"].items()} == shapes), None)
+    if started is not None:
+        _load_lecture_state(model.inner, inits[started]["state"])
+        torch.set_rng_state(inits[started]["rng"])
     _train(model, train_x, train_y, recipe, whole_names=False, lrs=lrs)
     return {"state": _lecture_state(model.inner), "agreement": _logits(model, [agreement_x])[0],
-            "params": sum(p.numel() for p in model.parameters())}
+            "params": sum(p.numel() for p in model.parameters()), "started": started}
 
 
 def _notebook_model() -> NotebookModel:
@@ -284,6 +292,15 @@ def _lecture_state(layer, prefix: str = "") -> dict:
     for i, child in enumerate(getattr(layer, "layers", None) or []):
         state.update(_lecture_state(child, f"{prefix}{i}."))
     return state
+
+
+def _load_lecture_state(layer, state: dict, prefix: str = "") -> None:
+    """Set a lecture-style model's tensors from `state`, named as `_lecture_state` names them."""
+    for name in LECTURE_TENSORS:
+        if f"{prefix}{name}" in state:
+            setattr(layer, name, state[f"{prefix}{name}"].clone())
+    for i, child in enumerate(getattr(layer, "layers", None) or []):
+        _load_lecture_state(child, state, f"{prefix}{i}.")
 
 
 def _notebook_lacks() -> str:
@@ -311,13 +328,16 @@ def _notebook_lacks() -> str:
 
 
 def stage_weights(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, recipe: dict, lrs: torch.Tensor,
-                  seed: int, model_config: dict, agreement_x: torch.Tensor, checkpoint: str = "") -> dict:
+                  seed: int, model_config: dict, agreement_x: torch.Tensor, checkpoint: str = "",
+                  init: dict | None = None) -> dict:
     """The instructor's loss check: build the submission's model from `model_config` (the fields of
-    the configuration the submission reported, or its challenge entry's), train it on the grader's
-    train windows with the grader's recipe (a TrainConfig's fields; `lrs`, each step's learning rate),
-    seed and training loop, or load the student's checkpoint. Returns the trained tensors and the
-    model's own forward pass on `agreement_x`, never a loss: the parent evaluates the tensors with
-    its own model of the stage (grader/reference.py), and the child sees no val or test input."""
+    the configuration the submission reported, or its challenge entry's), start it from `init` (the
+    master's initial tensors, {"state", "rng"}: every submission starts where the master does, and
+    where the grader's own training of it starts, grader/replay.py), train it on the grader's train
+    windows with the grader's recipe (a TrainConfig's fields; `lrs`, each step's learning rate) and
+    training loop; or load the student's checkpoint. Returns the trained tensors and the model's own
+    forward pass on `agreement_x`, never a loss: the parent evaluates the tensors with its own model
+    of the stage (grader/reference.py), and the child sees no val or test input."""
     from makemore_wavenet.stages import get_stage, load_model
 
     if checkpoint:
@@ -327,6 +347,9 @@ def stage_weights(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, reci
         config = type(s.config)(**model_config)
         torch.manual_seed(seed)
         model = s.build_model(config)
+        if init is not None:
+            model.load_state(init["state"])
+            torch.set_rng_state(init["rng"])  # where the master's batches begin, however the model drew
         _train(model, train_x, train_y, recipe, config.whole_names, lrs)
     agreement = _logits(model, [agreement_x])[0]
     return {"state": {name: t.detach().clone() for name, t in model.state().items()}, "agreement": agreement}

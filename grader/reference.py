@@ -8,6 +8,10 @@ stage, built from the configuration the submission reported (stage 8: from its e
 data), and the forward passes must agree: weights and code belong together. Then this process
 computes the val and test logits itself. A lecture-style notebook's model is evaluated when its
 tensors are those of one of the lecture's stages (`lecture_stage`); no other model is.
+
+Tensors cannot say how they were trained, so the grader also trains its own model from the same
+start (grader/replay.py), and the two trainings must end at the same val loss within
+TRAINING_AGREEMENT (`training_disagreement`): the losses reported are the grader's own training's.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import asdict
 
 import torch
 
-from makemore_wavenet.shared.loop import EVAL_BATCH
+from makemore_wavenet.shared.loop import EVAL_BATCH, cross_entropy
 from makemore_wavenet.stages import all_stages, count_parameters, get_stage
 
 from .sandbox import plain_tensor
@@ -27,6 +31,10 @@ AGREEMENT = 1e-4  # the largest difference between the forwards, relative to eac
 MAX_ELEMENTS = 20_000_000  # numbers in a model the grader builds (80 MB); the lecture's largest holds 76,579
 AGREEMENT_ROWS = 64  # inputs the forwards are compared on
 NAME_PADDING = 8  # whole-name models (stage 7 on) read block_size + L characters; these inputs take L = 8
+# the largest difference between the val losses of the submission's training and the grader's, from the same
+# start: rounding alone (a layer written another way) moved none by 1e-5 on the quick schedule of stages 1, 6,
+# 7 and 8; training 20,000 steps more, or on the val and test words, moves it by 0.05 or more
+TRAINING_AGREEMENT = 0.005
 
 
 class CannotEvaluate(ValueError):
@@ -44,16 +52,8 @@ def stage_model(stage: int, model_config: dict, state, x: torch.Tensor):
     """The master's model of `stage` for `model_config` (the fields of the stage's config class),
     holding `state`, in eval mode; CannotEvaluate when the tensors do not fit it."""
     s = get_stage(stage)
-    try:
-        config = type(s.config)(**model_config)
-        shapes = _trained_shapes(s.build_model(config, device="meta"), x.to("meta"))
-    except Exception as err:  # fields the config class does not take, sizes no model has
-        raise CannotEvaluate(f"its configuration builds no model of stage {stage}: "
-                             f"{type(err).__name__}: {str(err)[:300]}") from None
-    if (size := sum(math.prod(shape) for shape in shapes.values())) > MAX_ELEMENTS:
-        raise CannotEvaluate(f"its model holds {size:,} numbers, more than the {MAX_ELEMENTS:,} the grader builds")
-    _check(shapes, state)  # on `meta` first: a model is allocated only once the tensors have its sizes
-    model = s.build_model(config)
+    _check(trained_shapes(stage, model_config, x), state)  # on `meta` first: allocated once the sizes fit
+    model = s.build_model(type(s.config)(**model_config))
     model.load_state(state)
     return model.eval()
 
@@ -75,7 +75,7 @@ def lecture_stage(params: int, state, x: torch.Tensor) -> tuple[int, object]:
 
 
 def _check(shapes: dict[str, tuple], state) -> None:
-    """`state` names the model's tensors, each of the model's shape (`_trained_shapes`), in floating point."""
+    """`state` names the model's tensors, each of the model's shape (`trained_shapes`), in floating point."""
     if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
         raise CannotEvaluate("the trained model came back as no named tensors")
     missing, extra = sorted(set(shapes) - set(state)), sorted(set(state) - set(shapes))
@@ -92,12 +92,23 @@ def _check(shapes: dict[str, tuple], state) -> None:
             raise CannotEvaluate(f"{name} holds values that are not finite")
 
 
-def _trained_shapes(model, x: torch.Tensor) -> dict[str, tuple]:
-    """The shape of each of the model's tensors once it has trained: running statistics take the
-    shape of the batch statistics (stage 4's (1, T, C)), so a forward pass in training mode sets them."""
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):  # BatchNorm's sampled positions (stage 7) draw
-        model.train()(x)
-    return {name: tuple(t.shape) for name, t in model.state().items()}
+def trained_shapes(stage: int, model_config: dict, x: torch.Tensor) -> dict[str, tuple]:
+    """The shape of each tensor of the stage's model for `model_config` once it has trained, found on
+    `meta` (nothing allocated); CannotEvaluate when the configuration builds no model of the stage, or
+    one larger than MAX_ELEMENTS. Running statistics take the shape of the batch statistics (stage 4's
+    (1, T, C)), so a forward pass in training mode on contexts like `x` sets them."""
+    s = get_stage(stage)
+    try:
+        model = s.build_model(type(s.config)(**model_config), device="meta")
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):  # BatchNorm's sampled positions (stage 7) draw
+            model.train()(x.to("meta"))
+    except Exception as err:  # fields the config class does not take, sizes no model has
+        raise CannotEvaluate(f"its configuration builds no model of stage {stage}: "
+                             f"{type(err).__name__}: {str(err)[:300]}") from None
+    shapes = {name: tuple(t.shape) for name, t in model.state().items()}
+    if (size := sum(math.prod(shape) for shape in shapes.values())) > MAX_ELEMENTS:
+        raise CannotEvaluate(f"its model holds {size:,} numbers, more than the {MAX_ELEMENTS:,} the grader builds")
+    return shapes
 
 
 def disagreement(model, x: torch.Tensor, theirs) -> str:
@@ -117,6 +128,24 @@ def disagreement(model, x: torch.Tensor, theirs) -> str:
     return (f"its forward pass differs from the grader's model holding the same tensors by {diff:.2g} of the "
             f"largest logit (allowed {AGREEMENT:g}): the submission's model computes something other than the "
             f"stage's model does with the same weights; check the layers it is built from")
+
+
+def training_disagreement(theirs, ours, X: torch.Tensor, Y: torch.Tensor) -> str:
+    """'' when the submission's trained model (`theirs`: the grader's model holding its tensors) and
+    the grader's own training of the same model from the same start (`ours`) have the same val loss
+    on (X, Y) within TRAINING_AGREEMENT; else what differs."""
+    theirs_loss, ours_loss = (cross_entropy(logits(model, X), Y).item() for model in (theirs, ours))
+    if abs(theirs_loss - ours_loss) <= TRAINING_AGREEMENT:  # NaN fails
+        return ""
+    message = (f"its trained tensors are not where the grader's own training of its model ends, from the same "
+               f"start on the same batches: val {theirs_loss:.4f} against the grader's {ours_loss:.4f} (allowed "
+               f"{TRAINING_AGREEMENT:g} apart). The submission's model trains otherwise than the stage's model (its "
+               f"forward in training mode, its BatchNorm's running statistics, its random draws, its load_state), "
+               f"or its tensors were not trained by this call")
+    if theirs_loss > 3.2:
+        message += (". A loss near 3.30 = -log(1/27) means the model learned nothing: parameters() that leave "
+                    "some out, or a forward that detaches")
+    return message
 
 
 @torch.no_grad()

@@ -1,13 +1,20 @@
 """Honesty about the split (issue 14): names.txt and its seed-42 split are public, so a submission can
 bundle the names and, inside its own code, learn from the val and test words whatever the sandbox
-hands it. Only a test file no student has seen (--test-names, Options.test_names) catches that.
-
-Shown here as a real grading of stage 1 (hidden tier, quick schedule, in the sandbox), with two
-submissions that differ in one thing only: when the grader is about to train the model, both train it
-first for the same number of steps on as many course words, then the grader's training continues.
+hands it. Shown with two submissions that differ in one thing only: once the model holds the master's
+initial tensors (its load_state), each trains it for the same number of extra steps on as many course
+words, then the grader's training continues.
 - the cheater's words are the public split's val and test words;
 - the control's are as many of the public split's train words: honest about held-out words, and
   given the same extra training, so that what the cheater gains is the held-out words and nothing else.
+
+Two defences:
+1. The grader's own training (grader/replay.py). Graded for real (stage 1, hidden tier, quick schedule,
+   in the sandbox, with a private test file), both fail the loss check: their tensors are not where the
+   grader's training from the same start ends, and no loss of theirs is reported.
+2. A test file no student has seen (--test-names, Options.test_names). The two models, trained here as
+   the child trains them and scored on the private file and on the public test split: the cheater gains
+   on the words it trained on and nothing on the private file. That is what a private file proves of
+   any model, however it was trained: a checkpoint's, or one a grader cannot train again.
 (Against a plain copy of the master, the extra training alone is worth about 0.1 on every split, the
 private test file included: the quick schedule's 5,000 steps leave stage 1 undertrained. A private test
 file cannot see how long a model trained, only which words it learned.)
@@ -18,21 +25,26 @@ both sides), the course file the rest; the grader makes the public split over th
 """
 
 import random
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import torch
 
-from makemore_wavenet.grader.grade import Options, grade
+from makemore_wavenet.grader import isolation, reference, replay
+from makemore_wavenet.grader.grade import GRADER_SEED, Options, grade
 from makemore_wavenet.grader.sandbox import Limits
-from makemore_wavenet.shared.data import load_words
+from makemore_wavenet.shared.data import build_dataset, load_splits, load_words, split_words
+from makemore_wavenet.shared.loop import cross_entropy, train_with_torch
+from makemore_wavenet.stages import get_stage, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 PRIVATE_SEED = 51_147  # the instructor's secret: which names the private file holds
 EXTRA_STEPS = 20_000  # steps of extra training, at lr 0.1, batch 32, before the grader's 5,000
-# Measured, cheater minus control, on five private files cut this way: seeds 1, 2, 7 and 8 in-process with
-# the grader's loop, and PRIVATE_SEED through grade() (val -0.0532, public test -0.0624, private -0.0015):
+# Measured, cheater minus control, on five private files cut this way, with the grader's loop:
 #   public val  -0.052 to -0.060, public test -0.054 to -0.062 (the words the cheater trained on)
 #   private     -0.007 to +0.002 (words neither saw)
 MARGIN = 0.03  # what the cheater must gain on the public split it trained on: over half the smallest gain seen
@@ -48,26 +60,22 @@ MODEL = "stages/stage1_baseline_mlp/model.py"
 EXTRA_TRAINING = '''
 
 
-def _train_more(model, config):
-    """Before the grader trains this model (a caller's frame holds the grader's train windows,
-    `train_x`: every other build, the exercise checks' included, gets the honest model), train it on
-    the words below, from the names file bundled beside this module, split as the course splits it."""
-    import sys
+def _load_state_and_train_more(self, state):
+    """The master's initial tensors, then extra training on the words below, from the names file
+    bundled beside this module, split as the course splits it, before the grader's training goes on."""
     from pathlib import Path
 
     from makemore_wavenet.shared.data import build_dataset, load_words, split_words
     from makemore_wavenet.shared.loop import train_with_torch
 
-    frame = sys._getframe(1)
-    while frame is not None and not isinstance(frame.f_locals.get("train_x"), torch.Tensor):
-        frame = frame.f_back
-    if frame is None:
-        return
+    Module.load_state(self, state)
     words = split_words(load_words(Path(__file__).with_name("course.txt")))  # the public split: seed 42
     held_out = words["val"] + words["test"]
     extra = {words}
-    X, Y = build_dataset(extra, config.block_size)
-    train_with_torch(model, X, Y, lrs=torch.full(({steps},), 0.1), batch_size=32)
+    train_with_torch(self, *build_dataset(extra, {block_size}), lrs=torch.full(({steps},), 0.1), batch_size=32)
+
+
+MLP.load_state = _load_state_and_train_more
 '''
 WORDS = {"cheater": 'held_out  # the public val and test words',
          "control": 'words["train"][:len(held_out)]  # as many of the public train words'}
@@ -84,66 +92,106 @@ def course_and_private(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def submission(tmp_path: Path, kind: str, course_file: Path) -> Path:
-    """A copy of the master whose stage-1 build_model trains the model more on `kind`'s words."""
+    """A copy of the master whose stage-1 model trains more on `kind`'s words once it holds its start."""
     root = tmp_path / kind
     for folder in ("shared", "stages"):  # what the grader copies of a submission, as tests/test_grader.py does
         shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
     path = root / MODEL
     text = path.read_text()
-    build = "    less_confident(model.layers[-1])\n    return model\n"
-    assert build in text, f"{MODEL}'s build_model changed: put _train_more where it trains its model"
-    text = text.replace(build, build.replace("    return", "    _train_more(model, config)\n    return"), 1)
-    path.write_text(text + EXTRA_TRAINING.format(words=WORDS[kind], steps=EXTRA_STEPS))
+    assert "class MLP(Module)" in text, f"{MODEL} changed: put the extra training where its model loads"
+    extra = EXTRA_TRAINING.format(words=WORDS[kind], steps=EXTRA_STEPS, block_size=get_stage(STAGE).config.block_size)
+    path.write_text(text + extra)
     (root / MODEL).with_name("course.txt").write_text(course_file.read_text())  # the bundled names: the sandbox
     return root  # shows a submission its own files only
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """{(kind, private file or None): Report}: the cheater and the control graded on the hidden tier,
-    with the private test file and without it (the test row is then the public split's), two at once."""
-    tmp_path = tmp_path_factory.mktemp("private_test_set")
-    course_file, private_file = course_and_private(tmp_path)
-    subs = {kind: submission(tmp_path, kind, course_file) for kind in WORDS}
-    # the sandbox the machine has (bubblewrap where it runs): what is shown here does not hang on it, since
-    # both submissions read only their own files, which every sandbox shows them
-    limits = Limits(isolation="auto", allow_unisolated=True)
+def files(tmp_path_factory) -> tuple[Path, Path]:
+    return course_and_private(tmp_path_factory.mktemp("private_test_set"))
+
+
+@pytest.fixture(scope="module")
+def graded(files, tmp_path_factory):
+    """{(kind, sandbox): Report}: graded on the hidden tier with the private test file, two at once:
+    the cheater in every sandbox that runs here (bubblewrap, the fallback), the control in the first."""
+    course_file, private_file = files
+    tmp_path = tmp_path_factory.mktemp("submissions")
+    runs = {"bwrap": isolation.bwrap_problem, "fallback": isolation.fallback_problem}
+    modes = [mode for mode, problem in runs.items() if not problem()] or ["auto"]
 
     def run(job):
-        kind, test_names = job
-        return job, grade(subs[kind], Options(tier="hidden", stages=(STAGE,), names=str(course_file),
-                                              test_names=test_names, retrain=True, limits=limits))
+        kind, mode = job
+        return job, grade(submission(tmp_path / mode, kind, course_file),
+                          Options(tier="hidden", stages=(STAGE,), names=str(course_file), test_names=str(private_file),
+                                  retrain=True, limits=Limits(isolation=mode, allow_unisolated=mode == "auto")))
 
-    jobs = [(kind, test_names) for test_names in (str(private_file), None) for kind in WORDS]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        reports = dict(pool.map(run, jobs))
-    for (kind, test_names), report in reports.items():
-        assert report.test_source == (test_names or "course split")
-        for split in ("val", "test"):
-            assert report.loss(STAGE, split) is not None, f"{kind}: no {split} loss\n{report.table()}\n{report.log}"
-    return {(kind, "private" if test_names else None): r for (kind, test_names), r in reports.items()}
+        return dict(pool.map(run, [("cheater", mode) for mode in modes] + [("control", modes[0])]))
 
 
-def gains_nothing(cheater, control) -> bool:
-    """The cheater's test loss is no better than the control's, within TOLERANCE."""
-    return cheater.loss(STAGE, "test") >= control.loss(STAGE, "test") - TOLERANCE
+def their_val(report) -> float:
+    """The val loss of the submission's own training, which the failing row quotes."""
+    rows = [r for r in report.results if r.row == f"stage {STAGE}" and r.check.startswith("val loss")]
+    assert rows and rows[0].status == "fail", report.table()
+    assert "not where the grader's own training of its model ends" in rows[0].message, rows[0].message
+    return float(re.search(r"val (\d\.\d+) against the grader's", rows[0].message).group(1))
 
 
-def test_the_cheater_gains_on_the_public_val_split_it_trained_on(graded):
-    cheater, control = graded["cheater", "private"], graded["control", "private"]
-    gain = control.loss(STAGE, "val") - cheater.loss(STAGE, "val")
-    assert gain > MARGIN, (f"the cheat did not work (val {cheater.loss(STAGE, 'val'):.4f} against the control's "
-                           f"{control.loss(STAGE, 'val'):.4f}): this test shows nothing until it does")
+def test_training_beyond_the_graders_fails_and_counts_for_nothing(graded, files):
+    for (kind, mode), report in graded.items():
+        assert report.test_source == str(files[1]) and not report.losses, (kind, mode, report.table())
+        rows = [r for r in report.results if r.row == f"stage {STAGE}" and " loss " in r.check]
+        assert {r.status for r in rows} == {"fail"} and mode in (report.isolation, "auto"), report.table()
+    [control] = [report for (kind, _), report in graded.items() if kind == "control"]
+    for (kind, _), cheater in graded.items():
+        gain = their_val(control) - their_val(cheater)
+        assert kind == "control" or gain > MARGIN, (
+            f"the cheat did not work in the child (val {their_val(cheater):.4f} against the control's "
+            f"{their_val(control):.4f}): this test shows nothing until it does")
 
 
-def test_on_a_private_test_file_the_cheater_gains_nothing(graded):
-    cheater, control = graded["cheater", "private"], graded["control", "private"]
-    assert gains_nothing(cheater, control), (cheater.loss(STAGE, "test"), control.loss(STAGE, "test"))
+def trained(kind: str, course_file: Path):
+    """The model the child trains for `kind`: the master's start, the extra steps, the grader's training."""
+    s = get_stage(STAGE)
+    init = replay.initial(STAGE, asdict(s.config), GRADER_SEED)
+    model = s.build_model(s.config)
+    model.load_state(init["state"])
+    words = split_words(load_words(course_file))
+    held_out = words["val"] + words["test"]
+    extra = held_out if kind == "cheater" else words["train"][:len(held_out)]
+    train_with_torch(model, *build_dataset(extra, s.config.block_size), lrs=torch.full((EXTRA_STEPS,), 0.1),
+                     batch_size=32)
+    torch.set_rng_state(init["rng"])
+    recipe = plan(STAGE, "quick").recipe
+    lrs = torch.tensor([recipe.lr_at(i) for i in range(recipe.steps)])
+    train_with_torch(model, *load_splits(s.config.block_size, path=course_file)["train"], lrs=lrs,
+                     batch_size=recipe.batch_size, recompute=recipe.recompute_batchnorm)
+    return model
 
 
-def test_without_a_private_file_the_cheat_goes_unseen(graded):
+@pytest.fixture(scope="module")
+def test_losses(files) -> dict:
+    """{(kind, "private" or "public"): test loss} of the two models trained here."""
+    course_file, private_file = files
+    block_size = get_stage(STAGE).config.block_size
+    tests = {"private": build_dataset(load_words(private_file), block_size),
+             "public": load_splits(block_size, path=course_file)["test"]}
+    models = {kind: trained(kind, course_file) for kind in WORDS}
+    return {(kind, name): cross_entropy(reference.logits(model, X), Y).item()
+            for kind, model in models.items() for name, (X, Y) in tests.items()}
+
+
+def gains_nothing(losses: dict, test: str) -> bool:
+    """The cheater's loss on `test` is no better than the control's, within TOLERANCE."""
+    return losses["cheater", test] >= losses["control", test] - TOLERANCE
+
+
+def test_on_a_private_test_file_the_cheater_gains_nothing(test_losses):
+    assert gains_nothing(test_losses, "private"), test_losses
+
+
+def test_without_a_private_file_the_cheat_goes_unseen(test_losses):
     """The same comparison on the public test split, which the cheater trained on: it fails, so the
     test above can."""
-    cheater, control = graded["cheater", None], graded["control", None]
-    assert not gains_nothing(cheater, control), (cheater.loss(STAGE, "test"), control.loss(STAGE, "test"))
-    assert control.loss(STAGE, "test") - cheater.loss(STAGE, "test") > MARGIN
+    assert not gains_nothing(test_losses, "public"), test_losses
+    assert test_losses["control", "public"] - test_losses["cheater", "public"] > MARGIN

@@ -2,6 +2,7 @@
 trains on the train split alone and returns its tensors; the grader evaluates them with its own
 model of the stage (grader/reference.py), after checking the submission's forward pass agrees."""
 
+import re
 from dataclasses import asdict, replace
 
 import nbformat
@@ -10,12 +11,12 @@ import torch
 from test_grader import copy_master, patch
 from test_sandbox import SANDBOXES, sandbox
 
-from fixtures.lecture_notebook import lecture_notebook
+from fixtures.lecture_notebook import CELLS, lecture_notebook
 from makemore_wavenet.grader import grade as grading
-from makemore_wavenet.grader import reference
+from makemore_wavenet.grader import reference, replay
 from makemore_wavenet.grader.grade import GRADER_SEED, Options, grade
 from makemore_wavenet.grader.sandbox import Limits
-from makemore_wavenet.shared import checkpoint
+from makemore_wavenet.shared import checkpoint, loop
 from makemore_wavenet.shared.config import Runtime
 from makemore_wavenet.shared.data import load_splits, load_words, names_path, split_words
 from makemore_wavenet.stages import all_stages, checkpoint_path, get_stage, plan
@@ -200,10 +201,11 @@ def test_a_checkpoint_is_evaluated_by_the_grader_and_ignored_on_the_hidden_tier(
     assert all("checkpoint" not in r.message and "grader's schedule" in r.message for r in loss_rows(hidden, 1))
 
 
-def test_a_checkpoint_of_another_model_than_the_submission_reports_is_not_used(tmp_path):
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_a_checkpoint_of_another_model_than_the_submission_reports_is_not_used(tmp_path, mode):
     root = copy_master(tmp_path)
     save_checkpoint(root, replace(get_stage(1).config, n_hidden=400))  # the issue's mislabelled checkpoint
-    [val] = loss_rows(grade(root, Options(tier="public", stages=(1,))), 1)
+    [val] = loss_rows(grade(root, Options(tier="public", stages=(1,), limits=Limits(isolation=sandbox(mode)))), 1)
     assert val.status == "pass" and "grader's schedule" in val.message and "checkpoint" not in val.message
 
 
@@ -231,3 +233,106 @@ def test_a_challenge_entry_the_grader_does_not_train(tmp_path, entry, says):
     report = grade(root, Options(tier="public", schedule="challenge"))
     rows = loss_rows(report, 8)
     assert rows and all(r.status in ("fail", "error") and says in r.message for r in rows), report.table()
+
+
+# --- the grader's own training: tensors cannot say how they were trained ---
+
+MLP_FORWARD = "    def forward(self, ix: torch.Tensor) -> torch.Tensor:\n        # BEGIN EXERCISE 1.1"
+# the red team's attack on trusted evaluation alone: the model the grader reads is one trained elsewhere
+# (longer, or on any words at all), swapped in as the probe turns to eval mode to read it; its forward is
+# the stage's, so its own forward pass agrees with the grader's model holding the same tensors
+TRAINED_ELSEWHERE = """    def eval(self):
+        import pathlib
+        better = pathlib.Path(__file__).with_name("better.pt")
+        if better.is_file():
+            self.load_state(torch.load(better))
+        return super().eval()
+
+""" + MLP_FORWARD
+LOOKUP = "        emb = self.C[ix]  # (B, T, n_embd)"
+# an honest 1.1 of another shape: the lecture's other way to read C, a one-hot row times C; its gradient
+# sums otherwise than indexing's, so training rounds otherwise than the master's
+ONE_HOT = "        emb = torch.nn.functional.one_hot(ix, self.C.shape[0]).to(self.C.dtype) @ self.C  # (B, T, n_embd)"
+
+
+@pytest.fixture(scope="module")
+def trained_longer() -> dict:
+    """The master's stage-1 model trained 15,000 steps at lr 0.1 with the grader's loop: better than the
+    quick schedule's 5,000 make it."""
+    steps, s = 15_000, get_stage(1)
+    torch.manual_seed(GRADER_SEED)
+    model = s.build_model(s.config)
+    X, Y = load_splits(3, path=names_path())["train"]
+    loop.train_with_torch(model, X, Y, lrs=torch.full((steps,), 0.1), batch_size=32, recompute=True)
+    return model.state()
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_tensors_trained_elsewhere_fail_and_count_for_nothing(tmp_path, mode, trained_longer):
+    root = patch(copy_master(tmp_path), "stages/stage1_baseline_mlp/model.py", MLP_FORWARD, TRAINED_ELSEWHERE)
+    torch.save(trained_longer, root / "stages/stage1_baseline_mlp/better.pt")
+    report = grade(root, Options(tier="hidden", stages=(1,), limits=Limits(isolation=sandbox(mode))))
+    rows = loss_rows(report, 1)
+    assert [r.status for r in rows] == ["fail", "fail"] and not report.losses, report.table()
+    assert all("not where the grader's own training of its model ends" in r.message for r in rows)
+    quoted = re.search(r"val (\d\.\d+) against the grader's (\d\.\d+)", rows[0].message)
+    theirs, ours = (float(v) for v in quoted.groups())
+    assert theirs < ours - 0.02, "the bundled model is no better than the grader's training: the attack shows nothing"
+
+
+def test_a_layer_written_another_way_passes_with_the_graders_own_losses(tmp_path):
+    """Both sides: an honest exercise whose rounding differs from the master's trains to the same
+    place, and the losses reported are the grader's own training's, the master's to the last digit."""
+    root = patch(copy_master(tmp_path), "stages/stage1_baseline_mlp/model.py", LOOKUP, ONE_HOT)
+    mine, masters = (grade(r, Options(stages=(1,))) for r in (root, copy_master(tmp_path / "master")))
+    assert [r.status for r in loss_rows(mine, 1)] == ["pass"], mine.table()
+    assert all("as the grader's own training of it" in r.message for r in loss_rows(mine, 1))
+    assert [(x.split, x.value) for x in mine.losses] == [(x.split, x.value) for x in masters.losses]
+
+
+def test_the_grader_trains_the_stage_from_the_masters_start_as_the_child_does():
+    """replay.initial is where the master's own training starts: the child's and the grader's runs
+    begin at the same tensors and the same random state, so the master's losses are unchanged."""
+    s = get_stage(1)
+    init = replay.initial(1, asdict(s.config), GRADER_SEED)
+    torch.manual_seed(GRADER_SEED)
+    model = s.build_model(s.config)
+    assert all(torch.equal(model.state()[k], v) for k, v in init["state"].items())
+    assert torch.equal(torch.get_rng_state(), init["rng"])
+    X, Y = load_splits(3, path=names_path())["train"]
+    recipe = plan(1, "quick").recipe
+    job = {"stage": 1, "model_config": asdict(s.config), "init": init, "train_x": X[:5000], "train_y": Y[:5000],
+           "recipe": asdict(recipe), "lrs": torch.full((50,), 0.1, dtype=torch.float64)}
+    first, second = replay.Replay([job, {**job, "stage": 99}]).result(300)
+    assert isinstance(first, dict) and set(first) == set(init["state"])
+    assert isinstance(second, str) and "failed" in second  # one job's failure is its own
+    assert not torch.equal(first["0.weight"], init["state"]["0.weight"])
+
+
+# a lecture-style notebook's model that trains 3,000 steps more, at the last rate, before the last of the
+# grader's 5,000 (it counts its calls): val 2.1234 against the grader's 2.1358. With torch.autograd.grad, which
+# no notebook statement is skipped for calling (a cell that calls .backward( is the notebook's own training)
+NOTEBOOK_TRAINED_LONGER = """class TrainedLonger(Sequential):
+  calls = 0
+  def __call__(self, x):
+    TrainedLonger.calls += 1
+    if TrainedLonger.calls == 4999:
+      self.train_more()
+    return super().__call__(x)
+  def train_more(self):
+    for _ in range(3000):
+      ix = torch.randint(0, Xtr.shape[0], (32,))
+      loss = F.cross_entropy(Sequential.__call__(self, Xtr[ix]), Ytr[ix])
+      for p, g in zip(self.parameters(), torch.autograd.grad(loss, self.parameters())):
+        p.data -= 0.01 * g
+
+model = TrainedLonger(model.layers)"""
+
+
+def test_a_notebook_model_trained_beyond_the_graders_fails(tmp_path):
+    path = tmp_path / "makemore_part5.ipynb"
+    nbformat.write(lecture_notebook([*CELLS, NOTEBOOK_TRAINED_LONGER]), path)
+    report = grade(path, Options(tier="hidden"))
+    [row] = [r for r in report.results if r.row == "notebook"]
+    assert row.status == "fail" and "not where the grader's own training of its model ends" in row.message, row
+    assert not report.losses
