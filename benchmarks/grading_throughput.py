@@ -3,7 +3,8 @@
 Builds a class of N copies of the master's sources (shared/ and stages/: no runs/, so no
 checkpoints), and grades it as `grade-all` does (batch.grade_many: one worker process per core,
 every report into a gradebook) on the hidden tier with the quick schedule and --retrain: every
-stage graded is trained from source. The class is graded once under each isolation: `none` first,
+stage graded is trained from source, and by the grader's own training of it once per stage (each
+grading starts with an empty cache). The class is graded once under each isolation: `none` first,
 the explicit baseline (`--isolation none --allow-unisolated`), then bubblewrap and the fallback where
 they run here. Printed: the wall time, the submissions per minute, the ratio of each isolation's
 wall time to none's, and how many submissions passed every check (all of them: they are the master).
@@ -22,6 +23,7 @@ half an hour per isolation).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -33,6 +35,7 @@ from makemore_wavenet.grader.batch import find_submissions, grade_many
 from makemore_wavenet.grader.grade import Options
 from makemore_wavenet.grader.gradebook import Gradebook
 from makemore_wavenet.grader.sandbox import Limits
+from makemore_wavenet.shared.data import CACHE_ENV, names_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,9 +50,13 @@ def build_class(folder: Path, n: int) -> Path:
 
 
 def grade_class(folder: Path, book: Path, mode: str, stages: tuple[int, ...], tier: str) -> tuple[float, int, int]:
-    """(wall seconds, submissions graded, submissions that passed every check)."""
+    """(wall seconds, submissions graded, submissions that passed every check). The grader's cache
+    starts empty (MAKEMORE_CACHE, a fresh folder): each grading trains its own model of each stage
+    once (grader/replay.py keeps it there for the class's other submissions)."""
     limits = Limits(isolation=mode, allow_unisolated=mode == "none")
-    options = Options(tier=tier, schedule="quick", stages=stages, retrain=True, limits=limits)
+    options = Options(tier=tier, schedule="quick", stages=stages, retrain=True, limits=limits,
+                      names=str(names_path()))
+    os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="cache-", dir=book.parent)  # the workers inherit it
     with Gradebook(book) as gradebook:
         start = time.perf_counter()
         stored = grade_many(find_submissions(folder), gradebook, options, progress=False)

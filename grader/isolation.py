@@ -375,6 +375,33 @@ def processes_of(uid: int, zombies: bool = False) -> list[int]:
     return pids
 
 
+class SandboxMeter:
+    """What a sandbox's processes use together, as /proc shows it: the CPU time of every process of
+    the sandbox's uid seen so far (its own and its reaped children's; one that has exited counts what
+    it had used when last seen), and the memory the live ones hold (proportional set size: a page
+    that forks share counts once, split among them)."""
+
+    TICKS = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, uid: int):
+        self.uid, self.seen = uid, {}
+
+    def sample(self) -> tuple[float, float]:
+        """(CPU seconds so far, resident MB now)."""
+        held_kb = 0
+        for pid in processes_of(self.uid):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()  # after the name, which may hold spaces
+                with open(f"/proc/{pid}/smaps_rollup") as f:
+                    held_kb += next((int(line.split()[1]) for line in f if line.startswith("Pss:")), 0)
+            except (OSError, IndexError, ValueError):
+                continue
+            used = sum(int(t) for t in fields[11:15]) / self.TICKS  # utime, stime, cutime, cstime
+            self.seen[pid] = max(self.seen.get(pid, 0.0), used)
+        return sum(self.seen.values()), held_kb / 1024
+
+
 def become_subreaper() -> None:
     """Orphans of the sandboxes' processes (a daemon's) become this process's children, so that it
     reaps them once killed (`kill_uid`): a container's init often reaps nothing."""

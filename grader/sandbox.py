@@ -33,6 +33,13 @@ CHILD_STATUSES = ("ok", "not done", "error")  # what a child may report of a cal
 LOG_TAIL = 2000  # characters of the child's output kept in a report
 LOG_CAP = 64 * 1024 * 1024  # bytes of log kept on disk: past this, only its tail is kept
 MESSAGE_CAP = 2000  # characters of a child's message kept
+# a call runs on one thread: a sandbox that keeps more cores than this busy over CPU_WINDOW seconds is
+# stopped, so that a class graded side by side on one machine shares it (no cgroups here to give each
+# sandbox its share); so is one whose processes together hold more memory than Limits.memory_mb, which
+# also bounds each one's address space
+MAX_CORES = 1.5
+CPU_WINDOW = 4.0
+WATCH_EVERY = 0.1  # seconds between looks at what a sandbox's processes use together
 # the budget of a submission's calls, when Limits.total_seconds is None: BASE_BUDGET for everything
 # that is not training (an honest submission's exercise checks take well under a minute in all), plus
 # twice each training call's own limit (a machine twice as slow as the one the limits were set on still
@@ -180,6 +187,7 @@ def _run_child(box: iso.Box, log_file: Path, start: int, seconds: list[float], l
     argv, env, cwd, preexec, fds = iso.command(box, start, limits)
     began = time.monotonic()
     budget_end = began + session.left()
+    watch = _Watch(box, limits)
     with open(log_file, "ab") as log:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
                                  env=env, start_new_session=True, preexec_fn=preexec, pass_fds=fds)
@@ -206,7 +214,7 @@ def _run_child(box: iso.Box, log_file: Path, start: int, seconds: list[float], l
                     results.append(Outcome("timeout", message=_budget_message(session).replace("not run: ", "")
                                            .replace("before this check", "during this check")))
                     break
-                elif problem := _over(box, log_file, limits):
+                elif (problem := _over(box, log_file, limits)) or (problem := watch.problem()):
                     results.append(Outcome("error", message=problem))
                     break
                 else:
@@ -220,6 +228,37 @@ def _run_child(box: iso.Box, log_file: Path, start: int, seconds: list[float], l
             _kill(child, box)
             session.spent += time.monotonic() - began
     return results
+
+
+class _Watch:
+    """What a sandbox's processes use together during a call: the memory they hold (Limits.memory_mb)
+    and the cores they keep busy (MAX_CORES). A run without a sandbox is not watched."""
+
+    def __init__(self, box: iso.Box, limits: Limits):
+        self.meter = iso.SandboxMeter(box.uid) if box.uid is not None else None
+        self.memory_mb = limits.memory_mb
+        self.samples: list[tuple[float, float]] = []  # (time, CPU seconds so far), the last CPU_WINDOW's
+
+    def problem(self) -> str:
+        """What the sandbox did, if its processes hold more memory than the limit, or kept more than
+        MAX_CORES busy over the last CPU_WINDOW seconds; else ''."""
+        now = time.monotonic()
+        if self.meter is None or (self.samples and now - self.samples[-1][0] < WATCH_EVERY):
+            return ""
+        cpu, memory = self.meter.sample()
+        if memory > self.memory_mb:
+            return (f"out of memory: the sandbox's processes held {memory:,.0f} MB together, more than the "
+                    f"{self.memory_mb:,} MB a submission gets (--memory)")
+        self.samples.append((now, cpu))
+        while len(self.samples) > 1 and now - self.samples[1][0] >= CPU_WINDOW:
+            self.samples.pop(0)  # the oldest kept is the last one at least CPU_WINDOW ago
+        then, before = self.samples[0]
+        elapsed, used = now - then, cpu - before
+        if elapsed < CPU_WINDOW or used <= MAX_CORES * elapsed:
+            return ""
+        return (f"the code kept {used / elapsed:.1f} cores busy ({used:.0f} CPU seconds in {elapsed:.0f} s); a check "
+                f"may keep at most {MAX_CORES:g} busy, so that it does not slow the submissions graded beside it: "
+                f"train on one thread (torch.set_num_threads(1)) and leave no process or thread spinning")
 
 
 def _over(box: iso.Box, log_file: Path, limits: Limits) -> str:

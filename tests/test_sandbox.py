@@ -621,6 +621,62 @@ def test_a_fork_bomb_is_contained_and_cleaned_up(tmp_path, mode):
     assert named(marker) == [] and named(marker, zombies=True) == []  # the fallback reaps its orphans
 
 
+HOG = """
+import os, time
+{name_me}
+for _ in range(3):
+    if os.fork() == 0:
+        while True:
+            pass
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_a_sandbox_that_keeps_more_cores_busy_than_a_check_gets_is_stopped(tmp_path, mode):
+    """Three spinning processes keep every core of this machine busy, which would starve the
+    submissions graded beside them (no cgroups give each sandbox its share): the call is stopped once
+    its sandbox has used more than MAX_CORES on average, long before its time limit, and nothing of
+    it is left; the next call, in a fresh child, runs."""
+    marker = "hog" + secrets.token_hex(5)
+    calls = flatten_calls() + [Call(probes.embedding, {"ix": torch.zeros(2, 3, dtype=torch.long), "seed": 0})]
+    start = time.monotonic()
+    outcomes, _ = run_calls(hostile(tmp_path, HOG.format(name_me=NAME_ME.format(marker=marker))), calls,
+                            Limits(seconds=60, isolation=sandbox(mode)))
+    assert time.monotonic() - start < 40
+    assert outcomes[0].status == "error" and "cores busy" in outcomes[0].message, outcomes[0]
+    assert outcomes[1].status == "ok"
+    assert named(marker) == [] and named(marker, zombies=True) == []
+
+
+MEMORY_BOMB = """
+import os, time
+{name_me}
+for _ in range(5):
+    if os.fork() == 0:
+        held = b'x' * (700 << 20)  # written: its own
+        time.sleep(60)
+        os._exit(0)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_processes_that_hold_more_memory_together_than_a_submission_gets_are_stopped(tmp_path, mode):
+    """Each process keeps under its own address-space limit, and together they hold more than it: the
+    limit stands for the whole sandbox (no cgroups give each its share of the machine), so the call
+    is stopped at once, and nothing of it is left; the next call, in a fresh child, runs."""
+    marker = "mem" + secrets.token_hex(5)
+    calls = flatten_calls() + [Call(probes.embedding, {"ix": torch.zeros(2, 3, dtype=torch.long), "seed": 0})]
+    start = time.monotonic()
+    outcomes, _ = run_calls(hostile(tmp_path, MEMORY_BOMB.format(name_me=NAME_ME.format(marker=marker))), calls,
+                            Limits(seconds=60, memory_mb=3072, isolation=sandbox(mode)))
+    assert time.monotonic() - start < 40
+    assert outcomes[0].status == "error" and "MB together" in outcomes[0].message, outcomes[0]
+    assert outcomes[1].status == "ok"
+    assert named(marker) == [] and named(marker, zombies=True) == []
+
+
 CONNECT = """
 import socket
 for family, address in ((socket.AF_INET, ('127.0.0.1', {port})), (socket.AF_UNIX, {abstract!r})):

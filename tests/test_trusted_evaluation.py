@@ -2,6 +2,7 @@
 trains on the train split alone and returns its tensors; the grader evaluates them with its own
 model of the stage (grader/reference.py), after checking the submission's forward pass agrees."""
 
+import os
 import re
 from dataclasses import asdict, replace
 
@@ -290,9 +291,11 @@ def test_a_layer_written_another_way_passes_with_the_graders_own_losses(tmp_path
     assert [(x.split, x.value) for x in mine.losses] == [(x.split, x.value) for x in masters.losses]
 
 
-def test_the_grader_trains_the_stage_from_the_masters_start_as_the_child_does():
+def test_the_grader_trains_the_stage_from_the_masters_start_as_the_child_does(tmp_path, monkeypatch):
     """replay.initial is where the master's own training starts: the child's and the grader's runs
-    begin at the same tensors and the same random state, so the master's losses are unchanged."""
+    begin at the same tensors and the same random state, so the master's losses are unchanged. A
+    training the grader has done is kept in its cache, and only there is it taken from."""
+    monkeypatch.setenv("MAKEMORE_CACHE", str(tmp_path))
     s = get_stage(1)
     init = replay.initial(1, asdict(s.config), GRADER_SEED)
     torch.manual_seed(GRADER_SEED)
@@ -307,6 +310,22 @@ def test_the_grader_trains_the_stage_from_the_masters_start_as_the_child_does():
     assert isinstance(first, dict) and set(first) == set(init["state"])
     assert isinstance(second, str) and "failed" in second  # one job's failure is its own
     assert not torch.equal(first["0.weight"], init["state"]["0.weight"])
+    again = replay.Replay([job])
+    assert again.process is None and torch.equal(again.result(1)[0]["0.weight"], first["0.weight"])
+    [kept] = (tmp_path / "replays").iterdir()
+    assert kept.stat().st_mode & 0o777 == 0o600
+    longer = {**job, "lrs": torch.full((51,), 0.1, dtype=torch.float64)}  # another job: trained, not taken
+    assert trains(replay.Replay([longer]))
+    if os.getuid() == 0:  # a file someone else wrote there is never taken
+        os.chown(kept, 65534, 65534)
+        assert trains(replay.Replay([job]))
+
+
+def trains(ours: replay.Replay) -> bool:
+    """Whether the grader's own training of these jobs runs (stopped at once), or all came from the cache."""
+    running = ours.process is not None
+    ours.stop()
+    return running
 
 
 # a lecture-style notebook's model that trains 3,000 steps more, at the last rate, before the last of the
