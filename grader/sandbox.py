@@ -236,7 +236,8 @@ class _Watch:
 
     def __init__(self, box: iso.Box, limits: Limits):
         self.meter = iso.SandboxMeter(box.uid) if box.uid is not None else None
-        self.memory_mb = limits.memory_mb
+        self.memory_mb, self.disk_mb = limits.memory_mb, limits.disk_mb
+        self.shared_tmp = box.uid if box.mode == "fallback" else None  # the host's /tmp: its uid's files there
         self.samples: list[tuple[float, float]] = []  # (time, CPU seconds so far), the last CPU_WINDOW's
 
     def problem(self) -> str:
@@ -249,6 +250,9 @@ class _Watch:
         if memory > self.memory_mb:
             return (f"out of memory: the sandbox's processes held {memory:,.0f} MB together, more than the "
                     f"{self.memory_mb:,} MB a submission gets (--memory)")
+        if self.shared_tmp is not None and _shared_tmp_bytes(self.shared_tmp) > self.disk_mb * 1024 * 1024:
+            return (f"the code wrote more than {self.disk_mb} MB into the shared temporary folders "
+                    f"({', '.join(iso.SHARED_TMP)}), which the machine's other users need too")
         self.samples.append((now, cpu))
         while len(self.samples) > 1 and now - self.samples[1][0] >= CPU_WINDOW:
             self.samples.pop(0)  # the oldest kept is the last one at least CPU_WINDOW ago
@@ -289,6 +293,25 @@ def _free_all_but_the_tail(log_file: Path, cut: int) -> None:
     with open(log_file, "r+b") as f:
         if libc.fallocate(f.fileno(), punch_hole_keep_size, 0, cut) != 0:
             raise OSError(ctypes.get_errno(), "fallocate")
+
+
+def _shared_tmp_bytes(uid: int) -> int:
+    """Bytes that `uid` keeps in the shared temporary folders (iso.SHARED_TMP), where the fallback's
+    sandbox can write beside everyone else."""
+    total = 0
+    for folder in iso.SHARED_TMP:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if st.st_uid == uid:
+                    total += _usage(Path(entry.path)) if entry.is_dir(follow_symlinks=False) else st.st_size
+            except OSError:
+                continue
+    return total
 
 
 def _usage(folder: Path, most: int = 10_000) -> int:

@@ -677,6 +677,31 @@ def test_processes_that_hold_more_memory_together_than_a_submission_gets_are_sto
     assert named(marker) == [] and named(marker, zombies=True) == []
 
 
+FILL_TMP = """
+import os
+for i in range(3):  # each file under the size limit of one file, together over a folder's
+    with open(f'/tmp/fill-{os.getpid()}-{i}', 'wb') as f:
+        for _ in range(300):
+            f.write(b'x' * (1 << 20))
+import time
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_filling_the_shared_temporary_folders_is_stopped(tmp_path, mode):
+    """The fallback's /tmp is the host's, which the submissions graded beside it need too: what its
+    uid writes there counts against --disk like its own folders (bubblewrap's /tmp is a tmpfs of that
+    size of its own), and none of it is left."""
+    before = set(os.listdir("/tmp"))
+    start = time.monotonic()
+    [outcome], _ = run_calls(hostile(tmp_path, FILL_TMP), flatten_calls(),
+                             Limits(seconds=60, disk_mb=512, isolation=sandbox(mode)))
+    assert time.monotonic() - start < 40 and outcome.status == "error", outcome
+    assert "shared temporary folders" in outcome.message or "No space left" in outcome.message, outcome.message
+    assert not [name for name in set(os.listdir("/tmp")) - before if name.startswith("fill-")]
+
+
 CONNECT = """
 import socket
 for family, address in ((socket.AF_INET, ('127.0.0.1', {port})), (socket.AF_UNIX, {abstract!r})):
