@@ -309,6 +309,20 @@ def release_uid(uid: int, fd: int) -> None:
     outlives its process: memory no one would free), and free the uid."""
     kill_uid(uid)
     remove_ipc(uid)
+    for entry in shared_tmp_entries(uid):
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+    os.close(fd)
+
+
+def shared_tmp_entries(uid: int) -> list[os.DirEntry]:
+    """What `uid` owns at the top of the shared temporary folders (SHARED_TMP)."""
+    found = []
     for folder in SHARED_TMP:
         try:
             entries = list(os.scandir(folder))
@@ -316,15 +330,11 @@ def release_uid(uid: int, fd: int) -> None:
             continue
         for entry in entries:
             try:
-                if entry.stat(follow_symlinks=False).st_uid != uid:
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    os.unlink(entry.path)
+                if entry.stat(follow_symlinks=False).st_uid == uid:
+                    found.append(entry)
             except OSError:
                 pass
-    os.close(fd)
+    return found
 
 
 IPC = {"shm": "shmctl", "msg": "msgctl", "sem": "semctl"}  # /proc/sysvipc/<kind>, and how to remove one

@@ -299,18 +299,11 @@ def _shared_tmp_bytes(uid: int) -> int:
     """Bytes that `uid` keeps in the shared temporary folders (iso.SHARED_TMP), where the fallback's
     sandbox can write beside everyone else."""
     total = 0
-    for folder in iso.SHARED_TMP:
+    for entry in iso.shared_tmp_entries(uid):
         try:
-            entries = list(os.scandir(folder))
+            total += _usage(Path(entry.path)) if entry.is_dir(follow_symlinks=False) else entry.stat().st_size
         except OSError:
-            continue
-        for entry in entries:
-            try:
-                st = entry.stat(follow_symlinks=False)
-                if st.st_uid == uid:
-                    total += _usage(Path(entry.path)) if entry.is_dir(follow_symlinks=False) else st.st_size
-            except OSError:
-                continue
+            pass
     return total
 
 
