@@ -9,12 +9,13 @@ words, then the grader's training continues.
 
 Two defences:
 1. The grader's own training (grader/replay.py). Graded for real (stage 1, hidden tier, quick schedule,
-   in the sandbox, with a private test file), both fail the loss check: their tensors are not where the
-   grader's training from the same start ends, and no loss of theirs is reported.
+   with a private test file, in each sandbox that runs here), the cheater fails the loss check: its
+   tensors are not where the grader's training from the same start ends, and no loss of its is reported.
 2. A test file no student has seen (--test-names, Options.test_names). The two models, trained here as
    the child trains them and scored on the private file and on the public test split: the cheater gains
    on the words it trained on and nothing on the private file. That is what a private file proves of
-   any model, however it was trained: a checkpoint's, or one a grader cannot train again.
+   any model, however it was trained: a checkpoint's, or one a grader cannot train again. (50,000 steps
+   of training: `nox -s e2e` runs it.)
 (Against a plain copy of the master, the extra training alone is worth about 0.1 on every split, the
 private test file included: the quick schedule's 5,000 steps leave stage 1 undertrained. A private test
 file cannot see how long a model trained, only which words it learned.)
@@ -112,42 +113,38 @@ def files(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def graded(files, tmp_path_factory):
-    """{(kind, sandbox): Report}: graded on the hidden tier with the private test file, two at once:
-    the cheater in every sandbox that runs here (bubblewrap, the fallback), the control in the first."""
+    """{sandbox: Report}: the cheater graded on the hidden tier with the private test file, in every
+    sandbox that runs here (bubblewrap, the fallback), two at once."""
     course_file, private_file = files
     tmp_path = tmp_path_factory.mktemp("submissions")
     runs = {"bwrap": isolation.bwrap_problem, "fallback": isolation.fallback_problem}
     modes = [mode for mode, problem in runs.items() if not problem()] or ["auto"]
 
-    def run(job):
-        kind, mode = job
-        return job, grade(submission(tmp_path / mode, kind, course_file),
-                          Options(tier="hidden", stages=(STAGE,), names=str(course_file), test_names=str(private_file),
-                                  retrain=True, limits=Limits(isolation=mode, allow_unisolated=mode == "auto")))
+    def run(mode):
+        return mode, grade(submission(tmp_path / mode, "cheater", course_file),
+                           Options(tier="hidden", stages=(STAGE,), names=str(course_file), test_names=str(private_file),
+                                   retrain=True, limits=Limits(isolation=mode, allow_unisolated=mode == "auto")))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(pool.map(run, [("cheater", mode) for mode in modes] + [("control", modes[0])]))
+        return dict(pool.map(run, modes))
 
 
-def their_val(report) -> float:
-    """The val loss of the submission's own training, which the failing row quotes."""
+def quoted_vals(report) -> tuple[float, float]:
+    """(the submission's own training's val, the grader's), which the failing row quotes."""
     rows = [r for r in report.results if r.row == f"stage {STAGE}" and r.check.startswith("val loss")]
     assert rows and rows[0].status == "fail", report.table()
     assert "not where the grader's own training of its model ends" in rows[0].message, rows[0].message
-    return float(re.search(r"val (\d\.\d+) against the grader's", rows[0].message).group(1))
+    found = re.search(r"val (\d\.\d+) against the grader's (\d\.\d+)", rows[0].message)
+    return float(found.group(1)), float(found.group(2))
 
 
 def test_training_beyond_the_graders_fails_and_counts_for_nothing(graded, files):
-    for (kind, mode), report in graded.items():
-        assert report.test_source == str(files[1]) and not report.losses, (kind, mode, report.table())
+    for mode, report in graded.items():
+        assert report.test_source == str(files[1]) and not report.losses, (mode, report.table())
         rows = [r for r in report.results if r.row == f"stage {STAGE}" and " loss " in r.check]
         assert {r.status for r in rows} == {"fail"} and mode in (report.isolation, "auto"), report.table()
-    [control] = [report for (kind, _), report in graded.items() if kind == "control"]
-    for (kind, _), cheater in graded.items():
-        gain = their_val(control) - their_val(cheater)
-        assert kind == "control" or gain > MARGIN, (
-            f"the cheat did not work in the child (val {their_val(cheater):.4f} against the control's "
-            f"{their_val(control):.4f}): this test shows nothing until it does")
+        theirs, ours = quoted_vals(report)
+        assert theirs < ours - MARGIN, f"the cheat did not work in the child ({theirs} against {ours})"
 
 
 def trained(kind: str, course_file: Path):
@@ -186,10 +183,12 @@ def gains_nothing(losses: dict, test: str) -> bool:
     return losses["cheater", test] >= losses["control", test] - TOLERANCE
 
 
+@pytest.mark.e2e  # 25,000 steps for each model: the cheat itself fails in the default run, above
 def test_on_a_private_test_file_the_cheater_gains_nothing(test_losses):
     assert gains_nothing(test_losses, "private"), test_losses
 
 
+@pytest.mark.e2e
 def test_without_a_private_file_the_cheat_goes_unseen(test_losses):
     """The same comparison on the public test split, which the cheater trained on: it fails, so the
     test above can."""

@@ -212,10 +212,7 @@ def test_a_checkpoint_of_another_model_than_the_submission_reports_is_not_used(t
 
 def test_a_notebook_block_size_the_grader_builds_no_windows_for_is_that_notebooks_fail(tmp_path):
     path = tmp_path / "makemore_part5.ipynb"
-    nb = lecture_notebook()
-    for cell in nb.cells:
-        cell.source = cell.source.replace("block_size = 8 #", "block_size = 100000 #")
-    nbformat.write(nb, path)
+    nbformat.write(lecture_notebook(["import torch", "block_size = 100000 # context length"]), path)
     report = grade(path, Options(tier="public"))
     [row] = [r for r in report.results if r.row == "notebook"]
     assert row.status == "fail" and "block_size 100000" in row.message and not report.losses
