@@ -231,8 +231,9 @@ def _run_child(box: iso.Box, log_file: Path, start: int, seconds: list[float], l
 
 
 class _Watch:
-    """What a sandbox's processes use together during a call: the memory they hold (Limits.memory_mb)
-    and the cores they keep busy (MAX_CORES). A run without a sandbox is not watched."""
+    """What a sandbox's processes use together: the memory they hold (Limits.memory_mb), the cores they
+    keep busy (MAX_CORES) and, in the fallback, what its uid keeps in the host's shared temporary
+    folders (Limits.disk_mb). A run without a sandbox is not watched."""
 
     def __init__(self, box: iso.Box, limits: Limits):
         self.meter = iso.SandboxMeter(box.uid) if box.uid is not None else None
@@ -301,7 +302,8 @@ def _shared_tmp_bytes(uid: int) -> int:
     total = 0
     for entry in iso.shared_tmp_entries(uid):
         try:
-            total += _usage(Path(entry.path)) if entry.is_dir(follow_symlinks=False) else entry.stat().st_size
+            directory = entry.is_dir(follow_symlinks=False)
+            total += _usage(Path(entry.path)) if directory else entry.stat(follow_symlinks=False).st_size
         except OSError:
             pass
     return total
