@@ -389,9 +389,7 @@ def _train(model, train_x: torch.Tensor, train_y: torch.Tensor, recipe: dict, wh
     computed; in the student's self-check with the student's own trainer, on its plain engine (the
     fast engine computes the library's own layers, not the submission's code)."""
     if REFERENCE is not None:
-        REFERENCE.train_with_torch(model, train_x, train_y, lrs=lrs, batch_size=recipe["batch_size"],
-                                   optimizer=recipe["optimizer"], weight_decay=recipe["weight_decay"],
-                                   whole_names=whole_names, recompute=recipe["recompute_batchnorm"])
+        REFERENCE.train_with_recipe(model, train_x, train_y, recipe, lrs, whole_names)
         return
     from makemore_wavenet.shared.trainer import TrainConfig, train
 

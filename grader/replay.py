@@ -55,16 +55,13 @@ def initial(stage: int, model_config: dict, seed: int) -> dict:
 
 def train(job: dict) -> dict[str, torch.Tensor]:
     """Train the master's model of job["stage"] from job["init"] as the child trains the submission's
-    (probes._train with the loop): the trained tensors."""
+    (probes._train, with the same loop.train_with_recipe): the trained tensors."""
     s = get_stage(job["stage"])
     model = s.build_model(type(s.config)(**job["model_config"]))
     model.load_state(job["init"]["state"])
     torch.set_rng_state(job["init"]["rng"])
-    recipe = job["recipe"]
-    loop.train_with_torch(model, job["train_x"], job["train_y"], lrs=job["lrs"], batch_size=recipe["batch_size"],
-                          optimizer=recipe["optimizer"], weight_decay=recipe["weight_decay"],
-                          whole_names=bool(job["model_config"].get("whole_names")),
-                          recompute=recipe["recompute_batchnorm"])
+    loop.train_with_recipe(model, job["train_x"], job["train_y"], job["recipe"], job["lrs"],
+                           bool(job["model_config"].get("whole_names")))
     return {name: t.detach().clone() for name, t in model.state().items()}
 
 
@@ -122,11 +119,11 @@ class Replay:
         self.todo = [i for i in range(len(jobs)) if i not in self.known]
         jobs = [jobs[i] for i in self.todo]
         self.count = len(jobs)
-        self.folder = tempfile.TemporaryDirectory(prefix="makemore-replay-")  # 0700: the grader's alone
-        folder = Path(self.folder.name)
-        self.out = folder / "out.pt"
-        self.process = None
+        self.folder = self.process = None
         if jobs:
+            self.folder = tempfile.TemporaryDirectory(prefix="makemore-replay-")  # 0700: the grader's alone
+            folder = Path(self.folder.name)
+            self.out = folder / "out.pt"
             # the stage packages this process finds, a folder added beside the course's included
             torch.save({"stage_paths": list(stages.__path__), "jobs": jobs}, folder / "jobs.pt")
             env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # the child's one thread
@@ -164,7 +161,8 @@ class Replay:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        self.folder.cleanup()
+        if self.folder is not None:
+            self.folder.cleanup()
 
 
 def main(jobs_path: str, out_path: str) -> None:

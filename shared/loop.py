@@ -146,3 +146,11 @@ def train_with_torch(model, X: Tensor, Y: Tensor, *, lrs: Tensor, batch_size: in
     if recompute:
         recompute_batchnorm(model, X)
     return losses
+
+
+def train_with_recipe(model, X: Tensor, Y: Tensor, recipe: dict, lrs: Tensor, whole_names: bool) -> Tensor:
+    """train_with_torch with a recipe's fields (a TrainConfig as a dict): how the grader trains a
+    submission's model in the child, and its own model beside it, alike."""
+    return train_with_torch(model, X, Y, lrs=lrs, batch_size=recipe["batch_size"], optimizer=recipe["optimizer"],
+                            weight_decay=recipe["weight_decay"], whole_names=whole_names,
+                            recompute=recipe["recompute_batchnorm"])
