@@ -132,6 +132,17 @@ def release(session: nox.Session) -> None:
 
 
 @nox.session
+def autograder(session: nox.Session) -> None:
+    """Write a Gradescope autograder into dist/gradescope/autograder.zip: `nox -s autograder -- --stage 4`
+    or `-- --challenge` (see `python -m makemore_wavenet.grader autograder --help`)."""
+    instructor_only(session)
+    install(session)
+    args = session.posargs or ["--stage", "1"]
+    out = [] if "--out" in args else ["--out", "dist/gradescope"]
+    session.run("python", "-m", "makemore_wavenet.grader", "autograder", *out, *args, env=names_env())
+
+
+@nox.session
 def calibrate(session: nox.Session) -> None:
     """Set the loss thresholds from 8 seeds of every stage, trained at once: quick schedule by
     default, `nox -s calibrate -- --schedule full` for the full one (stages 1-7: about 25 minutes on 2

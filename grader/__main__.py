@@ -5,6 +5,8 @@
     python -m makemore_wavenet.grader leaderboard        per-stage public and private boards
     python -m makemore_wavenet.grader grade --schedule challenge   train and grade your stage-8 entry
     python -m makemore_wavenet.grader release [--out D]  write the student edition
+    python -m makemore_wavenet.grader autograder --out D --stage 4   a Gradescope autograder (D/autograder.zip)
+    python -m makemore_wavenet.grader gradebook export   one row per student, for an LMS's CSV import
     python -m makemore_wavenet.grader calibrate --out D  thresholds from the master over 8 seeds
 
 Exit codes of `grade`: 0 every check passed; 1 some check did not pass (fail, not done, error,
@@ -28,6 +30,8 @@ from makemore_wavenet.stages import QUICK_FRACTION, SCHEDULES, all_stages
 from . import GraderError
 from .exercises import challenge_stage
 from .grade import TRAINING_SECONDS, Options
+from .gradescope import VISIBILITIES
+from .points import Points
 from .isolation import MODES
 from .sandbox import Limits, Session, clean
 from .thresholds import CALIBRATION_DIR, Thresholds
@@ -56,6 +60,12 @@ def cmd_grade(args) -> int:
     if args.json:
         handed = report if is_student() else student_copy(report, args)  # a self-check's report: the student's
         print(" ".join(filter(None, [f"report written to {handed.save(args.json)}.", handed.sharing_line()])))
+    if args.gradescope:
+        from . import gradescope
+
+        path = gradescope.write(report, args.gradescope, hidden=args.hidden_visibility,
+                                score_visible=args.score_visible, details=args.share_details, log=args.share_log)
+        print(f"Gradescope's results.json written to {path}.")
     return EXIT_PASS if report.results and report.passed == len(report.results) else EXIT_NOT_PASSED
 
 
@@ -111,6 +121,39 @@ def cmd_leaderboard(args) -> int:
     with Gradebook(args.gradebook) as book:
         print(render(leaderboards(book, schedule=args.schedule, cohort=args.cohort, stages=tuple(args.stage)),
                      args.format), end="")
+    return EXIT_PASS
+
+
+def cmd_autograder(args) -> int:
+    import torch
+
+    from .autograder import Assignment, build
+
+    points = Points.load(args.points) if args.points else Points()
+    common = dict(points=points.to_dict(), hidden=args.hidden_visibility, score_visible=args.score_visible,
+                  details=args.share_details, log=args.share_log, torch=torch.__version__.split("+")[0])
+    if args.challenge:
+        assignment = Assignment(stages=(challenge_stage().number,), schedule="challenge", **common)
+    else:
+        assignment = Assignment(stages=tuple(args.stage), schedule=args.schedule, **common)
+    path = build(Path(args.out), assignment)
+    print(f"Gradescope autograder written to {path}: upload it as the assignment's autograder (zip).")
+    print(assignment.describe())
+    return EXIT_PASS
+
+
+def cmd_export(args) -> int:
+    from .gradebook import Gradebook
+
+    if not Path(args.gradebook).exists():
+        raise GraderError(f"no gradebook at {args.gradebook}: grade a class first (grade-all)")
+    with Gradebook(args.gradebook) as book:
+        text = book.export_csv(schedule=args.schedule, cohort=args.cohort)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
     return EXIT_PASS
 
 
@@ -175,6 +218,8 @@ def add_grading_options(p: argparse.ArgumentParser, tier: str, schedule: str, st
                    "the student's self-check), auto (the first that works; none in the student edition)")
     p.add_argument("--allow-unisolated", action="store_true", help="let the hidden tier run without a sandbox "
                    "(it refuses otherwise); the report records it")
+    p.add_argument("--points", help="a TOML file of what each row is worth (default: 1 each, spread evenly over "
+                   "the row's checks): `default = 1`, `\"1.2\" = 2`, `\"stage 4\" = 3`")
     p.add_argument("--calibration", default=str(CALIBRATION_DIR), help="the calibration folder the thresholds come "
                    "from: calibration.json (val) and hidden/calibration.json (test), as `calibrate --out` writes them")
 
@@ -189,6 +234,16 @@ def add_sharing_options(p: argparse.ArgumentParser) -> None:
                    "in the student's copy; without it the log stays in the instructor's records. The copy records it")
 
 
+def add_gradescope_options(p: argparse.ArgumentParser) -> None:
+    """Who sees what of a Gradescope results.json before the grades are published."""
+    p.add_argument("--hidden-visibility", choices=VISIBILITIES, default="after_published", help="the hidden checks' "
+                   "tests on Gradescope (the public checks' are visible; hidden inputs and the log stay out of "
+                   "them unless --share-details, --share-log)")
+    p.add_argument("--score-visible", action="store_true", help="say the whole score (the hidden checks' points "
+                   "too) in the output students see before the grades are published; without it, the output "
+                   "and the visible tests hold the public checks' points alone")
+
+
 def grading_options(args) -> Options:
     """The grading Options from what add_grading_options defines."""
     timeout = getattr(args, "timeout", None)  # given: every check's limit
@@ -197,7 +252,8 @@ def grading_options(args) -> Options:
                    limits=Limits(seconds=timeout or Limits.seconds, memory_mb=args.memory, total_seconds=args.budget,
                                  isolation=args.isolation, allow_unisolated=args.allow_unisolated),
                    training_seconds=timeout,
-                   thresholds=Thresholds(Path(args.calibration)))
+                   thresholds=Thresholds(Path(args.calibration)),
+                   points=Points.load(args.points) if args.points else Points())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(the terminal, the instructor's, shows everything): hidden-tier details and the log are left "
                    "out unless --share-details, --share-log say otherwise. The student edition's self-check writes "
                    "it whole")
+    p.add_argument("--gradescope", metavar="FILE", help="also write Gradescope's results.json to this file")
+    add_gradescope_options(p)
     add_sharing_options(p)
     p.add_argument("--every-check", action="store_true", help="one row per check instead of per exercise")
     p.set_defaults(func=cmd_grade)
@@ -252,6 +310,35 @@ def build_parser() -> argparse.ArgumentParser:
                        "the public checks.")
     p.add_argument("--out", default="dist/student", help="where to write it (replaced if it exists)")
     p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("autograder", help="write a Gradescope autograder for one assignment", formatter_class=fmt,
+                       description="Write OUT/autograder.zip: setup.sh and run_autograder at its root, the "
+                       "assignment, and the instructor's packages. run_autograder grades each submission (a "
+                       "checkout or edition at its top or one folder down, or one notebook) on the hidden tier "
+                       "and writes results.json. Prints the Gradescope settings the assignment needs.")
+    p.add_argument("--out", required=True, help="the folder to write autograder.zip into")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--stage", type=int, nargs="+", choices=stages, metavar="N",
+                       help="the stages this assignment grades")
+    which.add_argument("--challenge", action="store_true", help=f"the challenge: stage {challenge_stage().number}, "
+                       "trained with each submission's own entry file")
+    p.add_argument("--schedule", choices=["quick", "full"], default="quick", help="the loss checks' schedule")
+    p.add_argument("--points", help="a TOML file of what each row is worth (see grade --help)")
+    add_gradescope_options(p)
+    add_sharing_options(p)
+    p.set_defaults(func=cmd_autograder)
+
+    p = sub.add_parser("gradebook", help="the gradebook's records, for other tools", formatter_class=fmt)
+    books = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = books.add_parser("export", help="one row per student (the gradebook's id), a column per stage, a total",
+                         formatter_class=fmt, description="Each student's newest report: the points earned in each "
+                         "stage's rows, the total and the points possible, as CSV for an LMS's import.")
+    q.add_argument("--format", choices=["csv"], default="csv")
+    q.add_argument("--gradebook", default="gradebook.db", help="the SQLite gradebook")
+    q.add_argument("--out", help="the file to write (default: the terminal)")
+    q.add_argument("--schedule", choices=SCHEDULES, help="only reports graded with this schedule")
+    q.add_argument("--cohort", help="only this cohort (needed when the gradebook holds more than one)")
+    q.set_defaults(func=cmd_export)
 
     p = sub.add_parser("calibrate", help="set the loss thresholds from the master over many seeds",
                        formatter_class=fmt, description="Train the master's stages under --seeds seeds at once "

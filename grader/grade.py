@@ -2,9 +2,11 @@
 
 This process never imports or calls the submission's code: the child does, in the sandbox.
 Grading runs in two rounds. The first runs the exercise checks and asks the child for each
-stage's configuration, as data. A row waits on the exercises it is built from (a stage's
-`needs`): a stage's own checks and its loss check run only when those are done, and an exercise
-with one check not done is not done as a whole, so unfinished work earns nothing. The second
+stage's configuration, as data: the public checks and the configurations in a child of their own
+before any hidden input is sent, so that what they report (an error, a printout) cannot carry one.
+A row waits on the exercises it is built from (a stage's `needs`): a stage's own checks and its
+loss check run only when those are done, and an exercise with one check not done is not done as a
+whole, so unfinished work earns nothing. The second
 round trains each stage whose needs are done. In the instructor's grading the windows are the
 grader's, built with the configuration the submission reported, and the child trains the
 submission's model with the instructor's training loop on the train split alone; the child returns
@@ -37,7 +39,7 @@ from makemore_wavenet.shared.edition import is_student
 from makemore_wavenet.shared.errors import ConfigError
 from makemore_wavenet.stages import Stage, all_stages, get_stage, plan
 
-from . import GraderError, notebook, reference, replay
+from . import GraderError, notebook, points, reference, replay
 from .checks import PUBLIC_SEED, PUBLIC_SIZES, Check, compare, exercise_checks
 from .exercises import challenge_stage, exercises
 from .probes import batchnorm, notebook_logits, notebook_weights, own_stage_logits, stage_config, stage_weights
@@ -72,6 +74,10 @@ class Options:
     limits: Limits = field(default_factory=Limits)  # the exercise checks' time limit, and every check's memory
     training_seconds: float | None = None  # a loss check's time limit; None: the schedule's (TRAINING_SECONDS)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    points: points.Points = field(default_factory=points.Points)  # what each row is worth
+    # the grader's own training (replay.py) beside the child's, or after it: on a machine with memory
+    # for one training at a time (Gradescope's default container, 768 MB)
+    replay_beside: bool = True
 
     def graded_stages(self) -> tuple[int, ...]:
         if self.schedule == "challenge":
@@ -141,14 +147,19 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
     asked = {c.call.kwargs["stage"]: i for i, c in enumerate(checks) if c.call.probe is stage_config}
     config_calls = [Call(stage_config, {"stage": s}) for s in trained if s not in asked]
     session = Session(options.limits, options.tier)  # the sandbox and the time budget of both rounds
-    outcomes, log = run_calls(submission, [c.call for c in checks] + config_calls, options.limits, files=files,
-                              session=session)
+    calls = [c.call for c in checks] + config_calls
+    public = [i for i, c in enumerate(checks) if c.tier == "public"]
+    outcomes, log = _public_first(submission, calls, public + list(range(len(checks), len(calls))), options, files,
+                                  session)
     results = [_judge(check, references[check_key(check)], outcome) for check, outcome in zip(checks, outcomes)]
+    for i in public:
+        results[i].hidden_in_reach = False
     results = _settle(results, checks, trained)
     configs = dict(zip([s for s in trained if s not in asked], outcomes[len(checks):]))
     configs |= {s: outcomes[i] for s, i in asked.items()}
     if submission.suffix == ".ipynb" and (unparsed := notebook.program(submission)[1]):
-        results.append(CheckResult(None, "notebook", "every code cell parses", "public", "error", "; ".join(unparsed)))
+        results.append(CheckResult(None, "notebook", "every code cell parses", "public", "error", "; ".join(unparsed),
+                                   hidden_in_reach=False))
     report = Report(submission=str(submission), tier=options.tier, schedule=options.schedule, results=results,
                     log=log, test_source=str(options.test_names) if options.test_names else "course split",
                     **session.report_fields())
@@ -161,21 +172,43 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
             _judge_losses(job, outcome, options, report)
     for r in report.results:  # a message quotes values the child chose: none outgrows a table cell
         r.message = r.message[:MESSAGE_CAP]
+    points.assign(report.results, options.points)
     report.seconds = time.perf_counter() - start
     return report
 
 
+def _public_first(submission: Path, calls: list[Call], public: list[int], options: Options, files,
+                  session: Session) -> tuple[list[Outcome], str]:
+    """Run the calls at `public` in a child of their own before the rest, so that no hidden input is
+    within reach of the code whose answers, errors and output the public checks show; the outcomes
+    in the order of `calls`, and the log of both."""
+    rest = [i for i in range(len(calls)) if i not in set(public)]
+    outcomes: list[Outcome | None] = [None] * len(calls)
+    logs = []
+    for part in (public, rest):
+        if part:
+            got, log = run_calls(submission, [calls[i] for i in part], options.limits, files=files, session=session)
+            logs.append(log)
+            for i, outcome in zip(part, got):
+                outcomes[i] = outcome
+    return outcomes, "".join(logs)[-LOG_TAIL:]
+
+
 def _train_both(submission: Path, options: Options, calls: list[Call], jobs: list[dict], files, session):
     """Run the loss calls in the child while the grader trains its own model of each (a job's
-    "replay") in a process of its own; each such job gets its "trained" tensors, or why there are none."""
+    "replay") in a process of its own, or after the child where `options.replay_beside` is off; each
+    such job gets its "trained" tensors, or why there are none."""
     replays = [job for job in jobs if "replay" in job]
-    ours = replay.Replay([job["replay"] for job in replays])
+    ours = replay.Replay([job["replay"] for job in replays]) if options.replay_beside else None
     try:
         outcomes, log = run_calls(submission, calls, options.limits, files=files, session=session)
         wanted = any(o.status == "ok" for job, o in zip(jobs, outcomes) if "replay" in job)
+        if wanted:
+            ours = ours or replay.Replay([job["replay"] for job in replays])
         trained = ours.result(sum(c.seconds for c in calls)) if wanted else [None] * len(replays)
     finally:
-        ours.stop()
+        if ours:
+            ours.stop()
     for job, tensors in zip(replays, trained):
         job["trained"] = tensors
     return outcomes, log

@@ -7,13 +7,16 @@ recomputed from a list of ids without the file).
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
+import io
 import secrets
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import GraderError
 from .report import Report
 
 SCHEMA = """
@@ -116,6 +119,29 @@ class Gradebook:
             out.setdefault(rid, {})[split] = (loss, bool(passed))
         return out
 
+    def export_csv(self, schedule: str | None = None, cohort: str | None = None) -> str:
+        """Each student's newest report as CSV for an LMS's import: the student's id, the points earned
+        in each stage's rows, the total, and the points possible (rows of no stage, such as a
+        notebook that does not parse, count in the total)."""
+        latest = self.latest(schedule=schedule, cohort=cohort)
+        if len(cohorts := sorted({row["cohort"] for row in latest})) > 1:
+            raise GraderError(f"the gradebook holds the cohorts {', '.join(map(repr, cohorts))}: export one at a time "
+                              "(--cohort NAME), so that each student has one row")
+        reports = {row["student"]: self.report(row["id"]) for row in latest}
+        stages = sorted({r.stage for report in reports.values() for r in report.results if r.stage is not None})
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["student", *(f"stage {n}" for n in stages), "total", "possible"])
+        for student, report in sorted(reports.items()):
+            earned = [sum(w for w, r in zip(report.worth(), report.results) if r.stage == n and r.status == "pass")
+                      for n in stages]
+            writer.writerow([student, *(_points(e) for e in earned), _points(report.earned), _points(report.possible)])
+        return out.getvalue()
+
     def pseudonym(self, student: str) -> str:
         digest = hmac.new(bytes.fromhex(self._meta("pseudonym_key")), student.encode(), hashlib.sha256).digest()
         return f"{ADJECTIVES[digest[0] % len(ADJECTIVES)]}-{ANIMALS[digest[1] % len(ANIMALS)]}-{digest[2]:02x}"
+
+
+def _points(value: float) -> str:
+    return f"{round(value, 4):g}"

@@ -30,6 +30,10 @@ from .sandbox import plain_tensor
 AGREEMENT = 1e-4  # the largest difference between the forwards, relative to each row's largest logit (float32)
 MAX_ELEMENTS = 20_000_000  # numbers in a model the grader builds (80 MB); the lecture's largest holds 76,579
 AGREEMENT_ROWS = 64  # inputs the forwards are compared on
+# characters one forward pass in evaluation reads: 2,048 windows of 8, or 512 whole names of 32
+# (stage 8's widest entries hold about 1 GB of activations for a whole val split at once: more than
+# Gradescope's default container has)
+EVAL_CHARACTERS = 16_384
 NAME_PADDING = 8  # whole-name models (stage 7 on) read block_size + L characters; these inputs take L = 8
 # the largest difference between the val losses of the submission's training and the grader's, from the same
 # start: rounding alone (a layer written another way) moved none by 1e-5 on the quick schedule of stages 1, 6,
@@ -150,6 +154,7 @@ def training_disagreement(theirs, ours, X: torch.Tensor, Y: torch.Tensor) -> str
 
 @torch.no_grad()
 def logits(model, x: torch.Tensor) -> torch.Tensor:
-    """The model's logits for contexts `x`, in eval mode, in batches of the loop's EVAL_BATCH."""
+    """The model's logits for contexts `x`, in eval mode, in batches that read at most EVAL_CHARACTERS."""
     model.eval()
-    return torch.cat([model(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
+    step = max(1, EVAL_CHARACTERS // x.shape[1]) if x.dim() == 2 else EVAL_BATCH
+    return torch.cat([model(x[i:i + step]) for i in range(0, len(x), step)])

@@ -35,6 +35,10 @@ class CheckResult:
     status: str  # one of STATUSES
     message: str = ""
     value: float | None = None  # a loss check's loss, shown in its row
+    points: float | None = None  # its share of its row's points (points.assign); None: a report from before (1 a row)
+    # could the code that answered have held a hidden input (the public round runs before any is sent);
+    # a report from before the rounds were split: assume it could
+    hidden_in_reach: bool = True
 
 
 @dataclass(frozen=True)
@@ -63,15 +67,31 @@ class Report:
     isolation_note: str = ""  # what else the sandbox's line says (--allow-unisolated, the self-check needs none)
     audience: str = "instructor"  # "student": a copy made by for_student(), which leaves out what `shared` lacks
     shared: list[str] = field(default_factory=list)  # a student's copy: what the instructor chose to share (SHARE)
-    version: int = 2  # 2: results name their stage and row, losses are data; 1: one "exercise" string
+    # 3: results carry their points and whether a hidden input was in reach; 2: results name their
+    # stage and row, losses are data; 1: one "exercise" string
+    version: int = 3
 
     @property
     def passed(self) -> int:
         return sum(r.status == "pass" for r in self.results)
 
+    def worth(self) -> list[float]:
+        """Each result's points: its own, or for a report from before points, 1 a row spread over its checks."""
+        per_row = Counter(r.row for r in self.results)
+        return [r.points if r.points is not None else 1 / per_row[r.row] for r in self.results]
+
+    @property
+    def possible(self) -> float:
+        return sum(self.worth())
+
+    @property
+    def earned(self) -> float:
+        return sum(w for w, r in zip(self.worth(), self.results) if r.status == "pass")
+
     @property
     def score(self) -> float:
-        return self.passed / len(self.results) if self.results else 0.0
+        """The fraction of the points earned."""
+        return self.earned / self.possible if self.possible else 0.0
 
     def loss(self, stage: int, split: str) -> float | None:
         return next((loss.value for loss in self.losses if (loss.stage, loss.split) == (stage, split)), None)
@@ -120,56 +140,96 @@ class Report:
         if r.tier == "hidden":
             name = "test loss" if r.check.startswith("test loss") else f"hidden check {k}"  # no threshold
             return replace(r, check=name, message=HIDDEN_NOTE if r.message else "")
-        in_reach = self.tier == "hidden" and r.message and r.value is None and r.status not in ("pass", "waiting")
+        in_reach = (self.tier == "hidden" and r.hidden_in_reach and r.message and r.value is None
+                    and r.status not in ("pass", "waiting"))
         return replace(r, message=IN_REACH_NOTE) if in_reach else replace(r)
 
     def summary(self) -> str:
         n = len(self.results)
         if not n:
             return "Nothing was graded: the submission defines no exercise and no model for the stages asked for."
+        points = f"{points_text(self.earned)} of {points_text(self.possible)} points"
         if self.tier == "public":
             if self.passed == n:
-                return (f"All {n} public checks passed. Hidden checks were not run: your instructor's grading "
-                        "adds them, on inputs and data you have not seen.")
-            return f"{self.passed} of {n} public checks passed (hidden checks were not run)."
-        return f"{self.passed} of {n} checks passed, public and hidden (score {100 * self.score:.1f}%)."
+                return (f"All {n} public checks passed: {points}. Hidden checks were not run: your instructor's "
+                        "grading adds them, on inputs and data you have not seen.")
+            return f"{self.passed} of {n} public checks passed: {points} (hidden checks were not run)."
+        return f"{self.passed} of {n} checks passed, public and hidden: {points} (score {100 * self.score:.1f}%)."
+
+    def row_groups(self, tiers: tuple[str, ...] = ("public", "hidden")) -> list[tuple[str, list, list[float]]]:
+        """Each row, in the report's order, with its results of `tiers` and their points."""
+        worth = self.worth()
+        groups: dict[str, tuple[list, list]] = {}
+        for r, w in zip(self.results, worth):
+            if r.tier in tiers:
+                mine, points = groups.setdefault(r.row, ([], []))
+                mine.append(r)
+                points.append(w)
+        return [(row, mine, points) for row, (mine, points) in groups.items()]
 
     def exercise_rows(self) -> list[list]:
-        rows, titles = [], {ex_id: ex.title for ex_id, ex in exercises().items()}
-        for row in dict.fromkeys(r.row for r in self.results):
-            mine = [r for r in self.results if r.row == row]
+        rows = []
+        for row, mine, worth in self.row_groups():
             worst = min(mine, key=lambda r: PRECEDENCE.index(r.status))
             note = worst.message if worst.status != "pass" else "; ".join(
                 r.message for r in mine if r.value is not None)
-            rows.append([row, titles.get(row, "training and model"),
+            earned = sum(w for w, r in zip(worth, mine) if r.status == "pass")
+            rows.append([row, row_title(row),
                          worst.status.upper() if worst.status != "pass" else "pass",
-                         f"{sum(r.status == 'pass' for r in mine)}/{len(mine)}", _wrap(note)])
+                         f"{sum(r.status == 'pass' for r in mine)}/{len(mine)}",
+                         f"{points_text(earned)}/{points_text(sum(worth))}",
+                         _wrap(note)])
         return rows
 
     def table(self, tablefmt: str = "simple", every_check: bool = False) -> str:
         if every_check:
-            rows = [[r.row, r.tier, r.check, r.status, _wrap(r.message)] for r in self.results]
-            body = tabulate(rows, ["exercise", "tier", "check", "status", "message"], tablefmt=tablefmt,
+            rows = [[r.row, r.tier, r.check, r.status, points_text(w), _wrap(r.message)]
+                    for r, w in zip(self.results, self.worth())]
+            body = tabulate(rows, ["exercise", "tier", "check", "status", "points", "message"], tablefmt=tablefmt,
                             disable_numparse=True)
         else:
-            body = tabulate(self.exercise_rows(), ["exercise", "what", "status", "checks", "message"],
+            body = tabulate(self.exercise_rows(), ["exercise", "what", "status", "checks", "points", "message"],
                             tablefmt=tablefmt, disable_numparse=True)
-        sandbox = f"; {self.sandbox_line()}" if self.sandbox_line() else ""
-        return "\n".join([f"{self.title()}  ({self.schedule} schedule, {self.seconds:.0f} s{sandbox})", body, "",
-                          self.summary(), *filter(None, [self.sharing_line()])])
+        return "\n".join([self.heading(), body, "", self.summary(), *filter(None, [self.sharing_line()])])
 
-    def to_markdown(self) -> str:
-        """Feedback as Markdown: the table in a code block (its cells wrap over lines, which a Markdown
-        table cannot hold), and the log as this report holds it."""
+    def heading(self) -> str:
+        sandbox = f"; {self.sandbox_line()}" if self.sandbox_line() else ""
+        return f"{self.title()}  ({self.schedule} schedule, {self.seconds:.0f} s{sandbox})"
+
+    def to_markdown(self, public_only: bool = False) -> str:
+        """Feedback as Markdown, a section per row: its status and points, the checks that passed, and
+        each that did not with what differed and the course's hint. `public_only`: the public checks
+        alone and no log (what Gradescope shows before the grades are published)."""
         title = f"# Grading report: {self.student}" if self.student else "# Grading report"
-        parts = [title, "", _fenced(self.table())]
-        if self.log.strip():
+        tiers = ("public",) if public_only else ("public", "hidden")
+        groups = self.row_groups(tiers)
+        results = [r for _, mine, _ in groups for r in mine]
+        earned = sum(w for _, mine, worth in groups for w, r in zip(worth, mine) if r.status == "pass")
+        possible = sum(sum(worth) for _, _, worth in groups)
+        if public_only:
+            summary = (f"Public checks: {sum(r.status == 'pass' for r in results)} of {len(results)} passed, "
+                       f"{points_text(earned)} of {points_text(possible)} points. "
+                       + ("The hidden checks' results come when your instructor publishes the grades."
+                          if self.tier == "hidden" else ""))
+        else:
+            summary = self.summary()
+        parts = [title, "", _escape(self.heading()), "", f"**{_escape(summary.strip())}**"]
+        for row, mine, worth in groups:
+            passed = sum(r.status == "pass" for r in mine)
+            got = sum(w for w, r in zip(worth, mine) if r.status == "pass")
+            status = min(mine, key=lambda r: PRECEDENCE.index(r.status)).status
+            parts += ["", f"## {_escape(row)} {_escape(row_title(row))}: {status.upper()}, {passed} of {len(mine)} "
+                      f"checks, {points_text(got)} of {points_text(sum(worth))} points", "", checks_markdown(mine)]
+        if self.sharing_line():
+            parts += ["", _escape(self.sharing_line())]
+        if self.log.strip() and not public_only:
             parts += ["", "What the code printed (its last part):", "", _fenced(self.log)]
         return "\n".join(parts) + "\n"
 
     def to_json(self) -> str:
         data = asdict(self)
-        data.update(passed=self.passed, total=len(self.results), score=self.score, title=self.title())
+        data.update(passed=self.passed, total=len(self.results), earned=self.earned, possible=self.possible,
+                    score=self.score, title=self.title())
         return json.dumps(data, indent=2)
 
     def save(self, path: str | Path) -> Path:
@@ -189,10 +249,39 @@ class Report:
         return cls(**fields)
 
 
+def row_title(row: str) -> str:
+    """What a row is: its exercise's title, or a stage's own row's."""
+    return exercise.title if (exercise := exercises().get(row)) else "training and model"
+
+
+def checks_markdown(results: list[CheckResult]) -> str:
+    """Checks as Markdown: those that passed on one line, and each that did not with its message (what
+    differed, the course's hint) as it was written, in a code block."""
+    passed = [r for r in results if r.status == "pass"]
+    parts = ["Passed: " + "; ".join(_escape(r.check + (f" ({r.message})" if r.message else "")) for r in passed)
+             ] if passed else []
+    for r in results:
+        if r.status != "pass":
+            parts.append(f"**{r.status.upper()}** {_escape(r.check)}" + (":" if r.message else ""))
+            parts += [_fenced(r.message)] if r.message else []
+    return "\n\n".join(parts)
+
+
 def _fenced(text: str) -> str:
     """`text` in a Markdown code block whose fence is longer than any run of backticks in it."""
     fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", text)), default=0))
     return f"{fence}text\n{text.rstrip()}\n{fence}"
+
+
+def _escape(text: str) -> str:
+    """`text` as Markdown shows it inside a line, character for character: no emphasis, code, link or HTML
+    of its own (it never starts a line, where a heading or a list could begin)."""
+    return re.sub(r"([\\`*_\[\]<>~&|])", r"\\\1", text)
+
+
+def points_text(points: float) -> str:
+    """Points as people write them: 1, 0.5, 0.33."""
+    return f"{points:.2f}".rstrip("0").rstrip(".")
 
 
 def _wrap(text: str, width: int = 70) -> str:

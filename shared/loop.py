@@ -102,6 +102,7 @@ def optimizer_step(model, optimizer: torch.optim.Optimizer, Xb: Tensor, Yb: Tens
 
 
 @torch.no_grad()
+@torch.no_grad()  # statistics only: no graph (a part's activations for backward would take a gigabyte at stage 8)
 def recompute_batchnorm(model, X: Tensor, batch_size: int = 1024) -> None:
     """Set each BatchNorm's running statistics to its statistics over all of X: the lecture's
     "calibrate the batch norm at the end of training" (part 3). Running averages follow the last

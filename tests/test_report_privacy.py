@@ -80,17 +80,24 @@ def test_a_hidden_checks_message_and_the_log_reach_the_instructors_terminal_not_
     assert "the instructor shared every detail" in shared.table()
 
 
-def test_a_public_check_can_repeat_hidden_inputs_so_on_the_hidden_tier_its_details_stay_too(tmp_path):
-    """The child holds every call of its round from the start (its job file): a public check's
-    exception can name the hidden inputs."""
+def test_a_public_check_runs_before_any_hidden_input_is_sent_so_its_details_go_back_whole(tmp_path):
+    """A child holds every call of its run from the start (its job file), so the public checks run in
+    a child of their own before the hidden ones: a public check's exception that reads the job names
+    public inputs only, and the student's copy keeps it; the hidden round's names the hidden input,
+    and stays in the instructor's records."""
     report = grade(hostile(tmp_path, JOB), hidden_options())
     public = [r for r in report.results if r.tier == "public" and r.row == "2.2"]
-    assert public and all(hidden_flatten_shape() in r.message for r in public)  # the instructor's record
+    hidden = [r for r in report.results if r.tier == "hidden" and r.row == "2.2"]
+    assert public and all(flatten_shape("public") in r.message and hidden_flatten_shape() not in r.message
+                          for r in public)
+    assert hidden and all(hidden_flatten_shape() in r.message for r in hidden)  # the instructor's record
     copy = report.for_student()
-    assert hidden_flatten_shape() not in copy.to_json() and "JOB" not in copy.to_json()
-    assert {(r.status, r.message) for r in copy.results if r.tier == "public" and r.row == "2.2"} == {
-        ("error", IN_REACH_NOTE)}
-    assert "`nox -s grade`" in copy.table(every_check=True)  # where the student finds the public details
+    assert hidden_flatten_shape() not in copy.to_json()
+    assert [r.message for r in copy.results if r.tier == "public" and r.row == "2.2"] == [r.message for r in public]
+
+    # a report from before the rounds were split (no hidden_in_reach): its public details stay out
+    old = dataclasses.replace(report, results=[dataclasses.replace(r, hidden_in_reach=True) for r in report.results])
+    assert {r.message for r in old.for_student().results if r.tier == "public" and r.row == "2.2"} == {IN_REACH_NOTE}
 
 
 def test_a_class_hands_back_clean_copies_and_keeps_everything_in_the_gradebook(tmp_path, capsys, monkeypatch):
@@ -121,7 +128,7 @@ def test_a_class_hands_back_clean_copies_and_keeps_everything_in_the_gradebook(t
     whole, copy = Report.from_json(records["alice"]), Report.from_json((out / "alice.json").read_text())
     assert copy.passed == len(copy.results) == len(whole.results) > 0
     assert [r for r in copy.results if r.tier == "public"] == [r for r in whole.results if r.tier == "public"]
-    assert "2.2         Flatten layer            pass      2/2" in (out / "alice.md").read_text()
+    assert "## 2.2 Flatten layer: PASS, 2 of 2 checks, 1 of 1 points" in (out / "alice.md").read_text()
 
     # the instructor shares everything: from the gradebook, no regrading; the copies record it
     with Gradebook(book) as gradebook:
