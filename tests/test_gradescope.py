@@ -264,3 +264,53 @@ def test_markdown_feedback_names_what_passed_what_differed_and_keeps_a_message_a
     assert "Passed: one SGD step" in text and "Hint: lr * grad" in text
     assert "loss \\<b\\>" in text  # a name is escaped; a message sits in a code block, as written
     assert "```text\nValueError: ![x](http://evil/) **bold**\n```" in text
+
+
+@pytest.mark.e2e
+def test_setup_sh_builds_the_image_grades_the_master_and_hides_the_private_parts(tmp_path):
+    """setup.sh run for real, as Gradescope runs it once (apt skipped, torch from this machine's
+    wheels instead of PyTorch's index): a venv of its own, the master graded in the build, the
+    source root's alone; then run_autograder from that venv grades the master. The folder sits
+    where any uid could walk to it, so that only the modes setup.sh sets keep a sandbox uid out."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="gradescope-", dir="/tmp"))
+    try:
+        root.chmod(0o755)
+        with zipfile.ZipFile(build(tmp_path, Assignment(stages=(1,), torch="2.13.0"))) as z:
+            z.extractall(root / "source")
+        for script in ("setup.sh", "run_autograder"):
+            (root / "source" / script).chmod(0o755)
+        venv = root / "venv"
+        env = {**os.environ, "AUTOGRADER_SOURCE": str(root / "source"), "MAKEMORE_VENV": str(venv),
+               "TORCH_INDEX_URL": "", "SKIP_APT": "1"}
+        env.pop("VIRTUAL_ENV", None)
+        done = subprocess.run(["bash", str(root / "source" / "setup.sh")], env=env, capture_output=True, text=True,
+                              timeout=1800)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "the master earns 4 of 4 points: the autograder is ready" in done.stdout
+
+        (root / "open.txt").write_text("anyone")  # the control: a file a sandbox uid may read
+        (root / "open.txt").chmod(0o644)
+
+        def read_as_sandbox_uid(path: Path) -> int:
+            def drop():
+                os.setgid(59999)
+                os.setuid(59999)
+            return subprocess.run(["/bin/cat", str(path)], preexec_fn=drop, capture_output=True).returncode
+
+        assert read_as_sandbox_uid(root / "open.txt") == 0
+        for private in ("project/grader/hidden/__init__.py", "project/grader/reference.py", "assignment.json"):
+            assert read_as_sandbox_uid(root / "source" / private) != 0, private
+
+        (root / "submission").mkdir()
+        (root / "results").mkdir()
+        copy_master(root / "submission")
+        env = {**{k: v for k, v in env.items() if k != "AUTOGRADER_SOURCE"}, "AUTOGRADER_ROOT": str(root)}
+        done = subprocess.run([str(root / "source" / "run_autograder")], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=600)
+        data = json.loads((root / "results" / "results.json").read_text())
+        assert_valid(data)
+        assert data["score"] == 4, done.stdout[-3000:]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

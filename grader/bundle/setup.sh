@@ -16,7 +16,6 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ "${SKIP_APT:-0}" != 
     apt-get install -y --no-install-recommends python3 python3-venv python3-pip bubblewrap util-linux
 fi
 python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install --upgrade pip
 "$VENV/bin/python" -m pip install "torch==@TORCH@" ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
 "$VENV/bin/python" -m pip install -e "$SOURCE/project"
 mkdir -p "$MAKEMORE_CACHE"
