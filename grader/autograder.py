@@ -87,8 +87,7 @@ class Assignment:
         return Options(tier="hidden", schedule=self.schedule, stages=self.stages,
                        training_seconds=min(TRAINING_SECONDS[self.schedule], budget),
                        limits=Limits(total_seconds=budget), replay_beside=SETTINGS[self.schedule]["replay_beside"],
-                       points=Points(self.points.get("default", 1.0), {
-                           row: value for row, value in self.points.items() if row != "default"}))
+                       points=Points.from_dict(self.points))
 
     def visibility(self) -> dict:
         return {"hidden": self.hidden, "score_visible": self.score_visible, "details": self.details, "log": self.log}
@@ -101,7 +100,10 @@ class Assignment:
                 f"Gradescope settings it needs: autograder timeout {self.timeout_minutes} minutes"
                 f"{' (the default)' if self.timeout_minutes == 10 else ''}; container: {self.container()}.\n"
                 f"Hidden tests: {self.hidden}; the whole score before publishing: "
-                f"{'shown' if self.score_visible else 'not shown (the public tests show theirs)'}.")
+                f"{'shown' if self.score_visible else 'not shown (the public tests show theirs)'}."
+                + ("\nThe full schedule trains a stage for up to 25 minutes (stage 8): the stages of one "
+                   "assignment train one after another within its 40, so give the longer ones an assignment each."
+                   if self.schedule == "full" and len(self.stages) > 1 else ""))
 
 
 def build(out: Path, assignment: Assignment) -> Path:

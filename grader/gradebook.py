@@ -11,6 +11,7 @@ import csv
 import hashlib
 import hmac
 import io
+from collections import Counter
 import secrets
 import sqlite3
 from datetime import datetime, timezone
@@ -133,9 +134,12 @@ class Gradebook:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["student", *(f"stage {n}" for n in stages), "total", "possible"])
         for student, report in sorted(reports.items()):
-            earned = [sum(w for w, r in zip(report.worth(), report.results) if r.stage == n and r.status == "pass")
-                      for n in stages]
-            writer.writerow([student, *(_points(e) for e in earned), _points(report.earned), _points(report.possible)])
+            by_stage = Counter()
+            for r, w in zip(report.results, report.worth()):
+                if r.status == "pass":
+                    by_stage[r.stage] += w
+            writer.writerow([student, *(_points(by_stage[n]) for n in stages), _points(report.earned),
+                             _points(report.possible)])
         return out.getvalue()
 
     def pseudonym(self, student: str) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .report import Report, checks_markdown, points_text, row_title
+from .report import Report, checks_markdown, earned, points_text, row_title
 
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 STATUSES = ("passed", "failed")
@@ -66,12 +66,11 @@ def results(report: Report, hidden: str = "after_published", score_visible: bool
 
 
 def _test(row: str, tier: str, mine: list, worth: list[float], visibility: str) -> dict:
-    earned = sum(w for w, r in zip(worth, mine) if r.status == "pass")
-    return {"name": f"{row} {row_title(row)} ({tier} checks)", "score": round(earned, 4),
-            "max_score": round(sum(worth), 4), "status": "passed" if earned == sum(worth) and all(
-                r.status == "pass" for r in mine) else "failed",
-            "output": checks_markdown(mine), "visibility": visibility, "tags": [tier] + (
-                [f"stage {mine[0].stage}"] if mine[0].stage is not None else [])}
+    stage = [f"stage {mine[0].stage}"] if mine[0].stage is not None else []
+    status = "passed" if all(r.status == "pass" for r in mine) else "failed"
+    return {"name": f"{row} {row_title(row)} ({tier} checks)", "score": round(earned(mine, worth), 4),
+            "max_score": round(sum(worth), 4), "status": status, "output": checks_markdown(mine),
+            "visibility": visibility, "tags": [tier, *stage]}
 
 
 def write(report: Report, path: str | Path, **choices) -> Path:

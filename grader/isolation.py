@@ -300,7 +300,9 @@ def _user_exists(uid: int) -> bool:
     return False
 
 
-SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")  # where any uid may write outside a sandbox (the fallback's reach)
+# where any uid may write outside a sandbox (the fallback's reach): what a uid leaves there would reach
+# the next submission graded as that uid, a classmate's (Debian and Ubuntu's world-writable folders)
+SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
 
 
 def release_uid(uid: int, fd: int) -> None:

@@ -59,6 +59,10 @@ class Points:
     def to_dict(self) -> dict:
         return {"default": self.default, **self.rows}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Points:
+        return cls(data.get("default", DEFAULT), {row: value for row, value in data.items() if row != "default"})
+
 
 def rows() -> list[str]:
     """Every row a report can hold: each exercise, each stage's own, and a notebook's whole."""

@@ -86,7 +86,7 @@ class Report:
 
     @property
     def earned(self) -> float:
-        return sum(w for w, r in zip(self.worth(), self.results) if r.status == "pass")
+        return earned(self.results, self.worth())
 
     @property
     def score(self) -> float:
@@ -173,11 +173,10 @@ class Report:
             worst = min(mine, key=lambda r: PRECEDENCE.index(r.status))
             note = worst.message if worst.status != "pass" else "; ".join(
                 r.message for r in mine if r.value is not None)
-            earned = sum(w for w, r in zip(worth, mine) if r.status == "pass")
             rows.append([row, row_title(row),
                          worst.status.upper() if worst.status != "pass" else "pass",
                          f"{sum(r.status == 'pass' for r in mine)}/{len(mine)}",
-                         f"{points_text(earned)}/{points_text(sum(worth))}",
+                         f"{points_text(earned(mine, worth))}/{points_text(sum(worth))}",
                          _wrap(note)])
         return rows
 
@@ -204,11 +203,11 @@ class Report:
         tiers = ("public",) if public_only else ("public", "hidden")
         groups = self.row_groups(tiers)
         results = [r for _, mine, _ in groups for r in mine]
-        earned = sum(w for _, mine, worth in groups for w, r in zip(worth, mine) if r.status == "pass")
+        got = sum(earned(mine, worth) for _, mine, worth in groups)
         possible = sum(sum(worth) for _, _, worth in groups)
         if public_only:
             summary = (f"Public checks: {sum(r.status == 'pass' for r in results)} of {len(results)} passed, "
-                       f"{points_text(earned)} of {points_text(possible)} points. "
+                       f"{points_text(got)} of {points_text(possible)} points. "
                        + ("The hidden checks' results come when your instructor publishes the grades."
                           if self.tier == "hidden" else ""))
         else:
@@ -216,10 +215,10 @@ class Report:
         parts = [title, "", _escape(self.heading()), "", f"**{_escape(summary.strip())}**"]
         for row, mine, worth in groups:
             passed = sum(r.status == "pass" for r in mine)
-            got = sum(w for w, r in zip(worth, mine) if r.status == "pass")
             status = min(mine, key=lambda r: PRECEDENCE.index(r.status)).status
+            points = f"{points_text(earned(mine, worth))} of {points_text(sum(worth))} points"
             parts += ["", f"## {_escape(row)} {_escape(row_title(row))}: {status.upper()}, {passed} of {len(mine)} "
-                      f"checks, {points_text(got)} of {points_text(sum(worth))} points", "", checks_markdown(mine)]
+                      f"checks, {points}", "", checks_markdown(mine)]
         if self.sharing_line():
             parts += ["", _escape(self.sharing_line())]
         if self.log.strip() and not public_only:
@@ -247,6 +246,11 @@ class Report:
                              for r in data["results"]]
         fields["losses"] = [Loss(**loss) for loss in data.get("losses", [])]
         return cls(**fields)
+
+
+def earned(results: list[CheckResult], worth: list[float]) -> float:
+    """The points of the checks in `results` that passed (`worth`: each one's points)."""
+    return sum(w for w, r in zip(worth, results) if r.status == "pass")
 
 
 def row_title(row: str) -> str:

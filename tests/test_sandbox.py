@@ -7,6 +7,7 @@ import secrets
 import shutil
 import signal
 import socket
+import subprocess
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -454,6 +455,37 @@ def test_no_ipc_object_outlives_its_sandbox(tmp_path, mode):
     assert [obj for uid in isolation.UIDS for obj in isolation.ipc_of(uid)] == []
 
 
+STASH = """
+import os
+kept = []
+for folder in ('/tmp', '/var/tmp', '/dev/shm', '/run/lock', '/var/lock'):
+    try:
+        with open(os.path.join(folder, 'stash-5e1f'), 'w') as f:
+            f.write('for the next sandbox of this uid')
+        kept.append(folder)
+    except OSError:
+        pass
+print('KEPT', kept)
+"""
+
+
+def world_writable_folders() -> set[str]:
+    """This host's folders any uid may write to: the root file system's, and /dev/shm."""
+    found = subprocess.run(["find", "/", "-xdev", "(", "-path", "/proc", "-o", "-path", "/sys", ")", "-prune", "-o",
+                            "-type", "d", "-perm", "-0002", "-print"], capture_output=True, text=True).stdout.split()
+    return {os.path.realpath(p) for p in [*found, "/dev/shm"] if os.path.isdir(p)}
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_nothing_a_sandbox_leaves_in_a_world_writable_folder_reaches_the_next_one(tmp_path, mode):
+    """A file left in /run/lock or /tmp would wait there for the next sandbox of that uid: a
+    classmate's. Every world-writable folder of this host is one the grader empties of the uid's."""
+    assert world_writable_folders() <= {os.path.realpath(p) for p in isolation.SHARED_TMP}
+    [outcome], log = run_calls(hostile(tmp_path, STASH), flatten_calls(), Limits(isolation=sandbox(mode)))
+    assert outcome.status == "ok" and "KEPT" in log, (outcome, log)
+    assert not [p for p in isolation.SHARED_TMP if os.path.exists(os.path.join(p, "stash-5e1f"))]
+
+
 LOGS = """
 import os
 read = []
@@ -696,6 +728,7 @@ def test_filling_the_shared_temporary_folders_is_stopped(tmp_path, mode):
 
 CONNECT = """
 import socket
+import subprocess
 for family, address in ((socket.AF_INET, ('127.0.0.1', {port})), (socket.AF_UNIX, {abstract!r})):
     try:
         with socket.socket(family) as s:
