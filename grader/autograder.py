@@ -167,6 +167,7 @@ def run(root: Path) -> dict:
     results_file = root / "results" / "results.json"
     results_file.parent.mkdir(parents=True, exist_ok=True)
     results_file.parent.chmod(0o700)  # the instructor's report lands beside it: no sandbox uid reads it
+    (root / "submission").chmod(0o700)  # the grader copies it for the sandbox: nobody else need read it
     try:
         assignment = load(root / "source" / "assignment.json")
         report = grade(find_submission(root / "submission"), assignment.options())

@@ -284,7 +284,7 @@ def _notebook_stage(path: Path, covered: set[str], names: set[str]) -> tuple:
     (None,): the notebook's own `model`, its stage read off its size. A notebook with no model of
     its own (a fresh stage6.ipynb, a notebook of raw tensors) gets a row that says what it lacks
     (probes.notebook_logits), never the package's model."""
-    stage = notebook.stage_from_name(path)
+    stage = notebook.edition_stage(path)
     if stage is None:
         return (None,)
     s = get_stage(stage)

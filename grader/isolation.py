@@ -464,6 +464,7 @@ class Box:
     notes: tuple[str, ...] = ()
     watch: tuple[Path, ...] = ()  # folders whose size the grader caps
     home: Path | None = None  # the grader's folder (0711) of the copy, results and work (the uid's), and the job
+    given: frozenset[str] | None = None  # a notebook's: the exercises the course gives it (notebook.given_exercises)
 
     def job_written(self) -> None:
         """The job file, once written: readable by the sandbox's uid (its group), nobody else's."""
@@ -493,6 +494,8 @@ def prepare(mode: str, submission: Path, tmp: Path, files: dict[str, Path]) -> B
             shutil.copyfile(src, tmp / name)
         return Box("none", tmp, submission, tmp, tmp / "job.pt")
     os.chmod(tmp, 0o711)
+    from . import notebook
+
     if mode == "fallback":
         become_subreaper()
     uid, lock = claim_uid()
@@ -517,7 +520,8 @@ def prepare(mode: str, submission: Path, tmp: Path, files: dict[str, Path]) -> B
         inside = Path(SANDBOX_ROOT["submission"]) if mode == "bwrap" else home / "sub"
         if submission.is_file():
             inside = inside / submission.name
-        return Box(mode, tmp, inside, out, home / "job.pt", uid, lock, tuple(notes), (out, work), home)
+        return Box(mode, tmp, inside, out, home / "job.pt", uid, lock, tuple(notes), (out, work), home,
+                   notebook.given_exercises(submission) if submission.suffix == ".ipynb" else None)
     except BaseException:
         release_uid(uid, lock)
         raise
@@ -550,9 +554,7 @@ def command(box: Box, start: int, limits) -> tuple[list[str], dict, Path, callab
     if box.mode == "none":
         argv = [sys.executable, "-m", "makemore_wavenet.grader.child", job, out, str(start)]
         return argv, _env(os.environ.get("HOME", str(box.tmp)), None), box.tmp, _rlimits(limits, nproc=False), ()
-    from . import notebook
-
-    code = bundle(notebook.given_exercises(box.submission) if box.submission.suffix == ".ipynb" else None)
+    code = bundle(box.given)
     python = ["-E", "-s", "-S", "-u", "-B", "-c", _boot(SANDBOX_ROOT["grader"], site_dirs())]
     if box.mode == "fallback":
         work = str(box.home / "work")

@@ -38,6 +38,7 @@ from .regions import BEGIN, source_files
 
 ROOT = Path(__file__).resolve().parents[1]
 MAGIC = re.compile(r"^\s*[%!]")
+EDITION_KEY = "makemore_wavenet"  # an edition notebook's metadata: {"stage": N}
 
 
 class NotebookError(GraderError):
@@ -327,15 +328,20 @@ def given_exercises(path: str | Path) -> frozenset[str]:
     counted there: each stage's notebook answers for its own); none for any other notebook."""
     from makemore_wavenet.stages import all_stages
 
-    stage = stage_from_name(path)
+    stage = edition_stage(path)
     if stage is None:
         return frozenset()
     return frozenset(ex.id for s in all_stages().values() if s.number < stage for ex in s.exercises)
 
 
-def stage_from_name(path: str | Path) -> int | None:
-    """The stage a notebook's name says it is (stage4.ipynb: 4), if there is such a stage."""
+def edition_stage(path: str | Path) -> int | None:
+    """The stage whose edition notebook this is, if one: its metadata's (EDITION_KEY, which the release
+    writes: a notebook renamed for a course's upload keeps it), else its name's (stage4.ipynb: 4)."""
     from makemore_wavenet.stages import all_stages
 
-    m = re.search(r"stage(\d+)", Path(path).stem)
-    return int(m.group(1)) if m and int(m.group(1)) in all_stages() else None
+    try:
+        stage = json.loads(Path(path).read_text(encoding="utf-8"))["metadata"][EDITION_KEY]["stage"]
+    except (OSError, ValueError, KeyError, TypeError):
+        m = re.search(r"stage(\d+)", Path(path).stem)
+        stage = int(m.group(1)) if m else None
+    return stage if type(stage) is int and stage in all_stages() else None

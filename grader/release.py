@@ -15,7 +15,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from makemore_wavenet.stages import all_stages
 
 from .exercises import challenge_stage, exercises
-from .notebook import exercise_targets
+from .notebook import EDITION_KEY, exercise_targets
 from .regions import all_regions, student_text
 
 ROOT = Path(__file__).resolve().parents[1]  # the master checkout
@@ -90,7 +90,7 @@ def stage_notebook(stage: int, root: Path = ROOT) -> nbformat.NotebookNode:
     cells.append(new_markdown_cell(f"When the exercises are done, check them: `nox -s grade` (or "
                                    f"`python -m makemore_wavenet.grader grade notebooks/stage{stage}.ipynb`)."))
     return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                              "language": "python"}})
+                                                              "language": "python"}, EDITION_KEY: {"stage": stage}})
 
 
 def _setup_lines(module: str, path: Path, root: Path) -> list[str]:

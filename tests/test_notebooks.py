@@ -157,11 +157,27 @@ def test_lecture_notebook_with_the_stage_4_bug_fails_5_1(tmp_path):
 
 
 def test_student_edition_notebook_filled_in_passes(tmp_path):
-    path = tmp_path / "stage4.ipynb"
+    """Renamed as a course's upload may rename it: its metadata still says stage 4."""
+    path = tmp_path / "Lab 4 - Jane Doe.ipynb"
     nbformat.write(fill_in(stage_notebook(4)), path)
     report = grade(path, Options(tier="hidden"))
     assert {r.row for r in report.results} >= {"4.1", "4.2", "stage 4"}
     assert all(r.status == "pass" for r in report.results), [r for r in report.results if r.status != "pass"]
+
+
+def test_an_edition_notebooks_stage_is_its_metadatas_else_its_names(tmp_path):
+    from makemore_wavenet.grader.notebook import EDITION_KEY, edition_stage
+
+    nb = stage_notebook(5)
+    nbformat.write(nb, tmp_path / "homework.ipynb")
+    assert edition_stage(tmp_path / "homework.ipynb") == 5
+    del nb.metadata[EDITION_KEY]
+    nbformat.write(nb, tmp_path / "stage3 (1).ipynb")
+    assert edition_stage(tmp_path / "stage3 (1).ipynb") == 3  # a notebook from before the metadata
+    for forged in (99, "4", None, [4]):
+        nb.metadata[EDITION_KEY] = {"stage": forged}
+        nbformat.write(nb, tmp_path / "stage2.ipynb")
+        assert edition_stage(tmp_path / "stage2.ipynb") is None, forged
 
 
 def test_fresh_edition_notebook_is_not_done(tmp_path):
