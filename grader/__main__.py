@@ -57,9 +57,13 @@ def cmd_grade(args) -> int:
         else:
             print("\nThe last of what the code printed (control characters removed; never read as a result):")
             print(clean(report.log).rstrip())
+    handed = report if is_student() else student_copy(report, args)  # a self-check's report: the student's
     if args.json:
-        handed = report if is_student() else student_copy(report, args)  # a self-check's report: the student's
         print(" ".join(filter(None, [f"report written to {handed.save(args.json)}.", handed.sharing_line()])))
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(handed.to_markdown(), encoding="utf-8")
+        print(f"feedback written to {args.markdown}.")
     if args.gradescope:
         from . import gradescope
 
@@ -273,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(the terminal, the instructor's, shows everything): hidden-tier details and the log are left "
                    "out unless --share-details, --share-log say otherwise. The student edition's self-check writes "
                    "it whole")
+    p.add_argument("--markdown", metavar="FILE", help="also write the student's copy as Markdown feedback: per row, "
+                   "its status and points, what passed, what differed and the hint")
     p.add_argument("--gradescope", metavar="FILE", help="also write Gradescope's results.json to this file")
     add_gradescope_options(p)
     add_sharing_options(p)

@@ -217,9 +217,10 @@ def test_one_score_in_the_terminal_the_json_results_json_the_gradebook_and_its_c
     submission = hostile(tmp_path / "class", LEAK, "ada")
     argv = ["--tier", "hidden", "--stage", "2", "--points", str(points), *isolated()]
     assert grader_main(["grade", str(submission), "--skip-loss", *argv, "--json", str(tmp_path / "r.json"),
-                        "--gradescope", str(tmp_path / "results.json")]) == 1
+                        "--gradescope", str(tmp_path / "results.json"), "--markdown", str(tmp_path / "r.md")]) == 1
     terminal = capsys.readouterr().out
     assert "4.5 of 6 points (score 75.0%)" in terminal and "1.5/3" in terminal
+    assert "4.5 of 6 points" in (tmp_path / "r.md").read_text()
     assert json.loads((tmp_path / "r.json").read_text())["earned"] == 4.5
     assert json.loads((tmp_path / "results.json").read_text())["score"] == 4.5
 
