@@ -24,7 +24,6 @@ import json
 import shutil
 import sys
 import tempfile
-import time
 import traceback
 import zipfile
 from dataclasses import asdict, dataclass, field, replace
@@ -163,7 +162,6 @@ def run(root: Path) -> dict:
     """Grade root/submission as root/source/assignment.json says; write root/results/results.json,
     whatever happens (a submission that cannot be graded gets a score of 0 and says why); print the
     instructor's whole report (Gradescope keeps stdout for the instructor)."""
-    start = time.perf_counter()
     results_file = root / "results" / "results.json"
     results_file.parent.mkdir(parents=True, exist_ok=True)
     results_file.parent.chmod(0o700)  # the instructor's report lands beside it: no sandbox uid reads it
@@ -176,19 +174,18 @@ def run(root: Path) -> dict:
             print("\nWhat the code printed (its last part):\n" + report.log)
         data = gradescope.results(report, **assignment.visibility())
     except GraderError as err:
-        data = _failure(f"This submission could not be graded: {err}.", start)
+        data = _failure(f"This submission could not be graded: {err}.")
     except Exception:
         traceback.print_exc()
         data = _failure("The autograder failed on this submission (a bug of the grader's, not your work): your "
-                        "instructor has the details.", start)
+                        "instructor has the details.")
     results_file.write_text(json.dumps(data, indent=2), encoding="utf-8")
     return data
 
 
-def _failure(message: str, start: float) -> dict:
+def _failure(message: str) -> dict:
     print(message)
-    return {"score": 0.0, "execution_time": round(time.perf_counter() - start), "output": message,
-            "output_format": "md", "stdout_visibility": "hidden", "tests": []}
+    return gradescope.failure(message)
 
 
 def load(path: Path) -> Assignment:

@@ -1,13 +1,14 @@
 """Grade one submission: run its checks in the sandbox, compare, and check each stage's loss.
 
 This process never imports or calls the submission's code: the child does, in the sandbox.
-Grading runs in two rounds. The first runs the exercise checks and asks the child for each
-stage's configuration, as data: the public checks and the configurations in a child of their own
-before any hidden input is sent, so that what they report (an error, a printout) cannot carry one.
-A row waits on the exercises it is built from (a stage's `needs`): a stage's own checks and its
-loss check run only when those are done, and an exercise with one check not done is not done as a
-whole, so unfinished work earns nothing. The second
-round trains each stage whose needs are done. In the instructor's grading the windows are the
+Grading runs in three rounds, each a sandboxed child of its own. The first runs the public
+exercise checks and asks the child for each stage's configuration, as data; the second trains each
+stage whose needs are done; the third runs the hidden checks. Nothing a student sees before the
+grades are published (the public rows, the losses) is settled after a hidden input was sent, so
+none can carry one, in what it says, in its status or in its timing. A row waits on the exercises
+it is built from (a stage's `needs`): a stage's own checks and its loss check run only when those
+are done, and an exercise with one check not done is not done in every check of its round, so
+unfinished work earns nothing. In the instructor's grading the windows are the
 grader's, built with the configuration the submission reported, and the child trains the
 submission's model with the instructor's training loop on the train split alone; the child returns
 the trained tensors, and this process evaluates them with its own model of the stage
@@ -132,7 +133,9 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
         # earlier stages' exercises (notebook.given_exercises), neither graded nor counted here
         given = frozenset() if is_student() else notebook.given_exercises(submission)
         checks, stages = _notebook_plan(submission, options.tier)
-        checks = [c for c in checks if c.exercise not in given]
+        # what the grading asks for (an assignment's stages): a notebook's other exercises earn nothing here
+        checks = [c for c in checks if c.exercise not in given and c.stage in options.graded_stages()]
+        stages = tuple(s for s in stages if s is None or s in options.graded_stages())
         files = {"names.txt": Path(_names(options)) if is_student() else _train_names_file(_names(options))}
     else:
         stages = options.graded_stages()
@@ -142,27 +145,23 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
     order = {check_key(c): i for i, c in enumerate(checks_for(options.tier))}  # exercises first, in course order
     checks = sorted(checks + _needed_checks(checks, trained, options.tier, given), key=lambda c: order[check_key(c)])
     references = references if references is not None else reference_values(checks)
-    # round 1: the exercise checks, and each trained stage's configuration as the submission reports it
-    # one answer per stage: the configuration row judges the very answer the loss check trains with
-    asked = {c.call.kwargs["stage"]: i for i, c in enumerate(checks) if c.call.probe is stage_config}
+    session = Session(options.limits, options.tier)  # the sandbox and the time budget of every round
+    # round 1: the public checks, and each trained stage's configuration as the submission reports it (one
+    # answer per stage: the configuration row judges the very answer the loss check trains with)
+    public, hidden = [c for c in checks if c.tier == "public"], [c for c in checks if c.tier == "hidden"]
+    asked = {c.call.kwargs["stage"]: i for i, c in enumerate(public) if c.call.probe is stage_config}
     config_calls = [Call(stage_config, {"stage": s}) for s in trained if s not in asked]
-    session = Session(options.limits, options.tier)  # the sandbox and the time budget of both rounds
-    calls = [c.call for c in checks] + config_calls
-    public = [i for i, c in enumerate(checks) if c.tier == "public"]
-    outcomes, log = _public_first(submission, calls, public + list(range(len(checks), len(calls))), options, files,
-                                  session)
-    results = [_judge(check, references[check_key(check)], outcome) for check, outcome in zip(checks, outcomes)]
-    for i in public:
-        results[i].hidden_in_reach = False
-    results = _settle(results, checks, trained)
-    configs = dict(zip([s for s in trained if s not in asked], outcomes[len(checks):]))
+    outcomes, log = run_calls(submission, [c.call for c in public] + config_calls, options.limits, files=files,
+                              session=session)
+    results = _settle([_judge(c, references[check_key(c)], o) for c, o in zip(public, outcomes)], public, trained)
+    configs = dict(zip([s for s in trained if s not in asked], outcomes[len(public):]))
     configs |= {s: outcomes[i] for s, i in asked.items()}
-    if submission.suffix == ".ipynb" and (unparsed := notebook.program(submission)[1]):
-        results.append(CheckResult(None, "notebook", "every code cell parses", "public", "error", "; ".join(unparsed),
-                                   hidden_in_reach=False))
-    report = Report(submission=str(submission), tier=options.tier, schedule=options.schedule, results=results,
+    report = Report(submission=str(submission), tier=options.tier, schedule=options.schedule, results=[],
                     log=log, test_source=str(options.test_names) if options.test_names else "course split",
                     **session.report_fields())
+    if submission.suffix == ".ipynb" and (unparsed := notebook.program(submission)[1]):
+        report.results.append(CheckResult(None, "notebook", "every code cell parses", "public", "error",
+                                          "; ".join(unparsed)))
     # round 2: train each stage whose needs are done
     loss_calls, loss_jobs = _loss_calls(submission, options, stages, configs, _unfinished(results), report)
     if loss_calls:
@@ -170,28 +169,23 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
         report.log = (report.log + loss_log)[-LOG_TAIL:]
         for job, outcome in zip(loss_jobs, loss_outcomes):
             _judge_losses(job, outcome, options, report)
+    # round 3: the hidden checks, last: what a student sees before the grades are published (the public
+    # rows, the losses) is settled before any hidden input is sent, and nothing from this round changes it
+    if hidden:
+        outcomes, hidden_log = run_calls(submission, [c.call for c in hidden], options.limits, files=files,
+                                         session=session)
+        report.log = (report.log + hidden_log)[-LOG_TAIL:]
+        judged = _settle([_judge(c, references[check_key(c)], o) for c, o in zip(hidden, outcomes)], hidden, trained,
+                         earlier=results)
+        order = {id(c): i for i, c in enumerate(checks)}
+        results = [r for _, r in sorted(zip([order[id(c)] for c in public + hidden], results + judged),
+                                        key=lambda pair: pair[0])]
+    report.results = results + report.results
     for r in report.results:  # a message quotes values the child chose: none outgrows a table cell
         r.message = r.message[:MESSAGE_CAP]
     points.assign(report.results, options.points)
     report.seconds = time.perf_counter() - start
     return report
-
-
-def _public_first(submission: Path, calls: list[Call], public: list[int], options: Options, files,
-                  session: Session) -> tuple[list[Outcome], str]:
-    """Run the calls at `public` in a child of their own before the rest, so that no hidden input is
-    within reach of the code whose answers, errors and output the public checks show; the outcomes
-    in the order of `calls`, and the log of both."""
-    rest = [i for i in range(len(calls)) if i not in set(public)]
-    outcomes: list[Outcome | None] = [None] * len(calls)
-    logs = []
-    for part in (public, rest):
-        if part:
-            got, log = run_calls(submission, [calls[i] for i in part], options.limits, files=files, session=session)
-            logs.append(log)
-            for i, outcome in zip(part, got):
-                outcomes[i] = outcome
-    return outcomes, "".join(logs)[-LOG_TAIL:]
 
 
 def _train_both(submission: Path, options: Options, calls: list[Call], jobs: list[dict], files, session):
@@ -236,15 +230,17 @@ def _needs(stage: Stage, training: bool) -> tuple[str, ...]:
     return tuple(ex for ex in (*stage.needs, *extra) if ex != stage.loss_exercise)
 
 
-def _settle(results: list[CheckResult], checks: list[Check], trained) -> list[CheckResult]:
-    """No points without work: an exercise with a check not done is not done in every check, and a
-    stage's own checks (configuration, initial scale) wait until the exercises it needs are done:
-    attempted, right or wrong (a wrong one fails its own row, and what it breaks says so)."""
-    messages = {r.row: r.message for r in results if r.status == "not done"}
+def _settle(results: list[CheckResult], checks: list[Check], trained, earlier=()) -> list[CheckResult]:
+    """No points without work: an exercise with a check not done is not done in every check of the
+    round, and a stage's own checks (configuration, initial scale) wait until the exercises it needs
+    are done: attempted, right or wrong (a wrong one fails its own row, and what it breaks says so).
+    `earlier`: the results of the rounds before (a row not done in the public round is not done in
+    the hidden one); a later round never changes an earlier one's."""
+    messages = {r.row: r.message for r in [*earlier, *results] if r.status == "not done"}
     for r in results:
         if r.status == "pass" and r.row in messages:
             r.status, r.message = "not done", messages[r.row]
-    unfinished = _unfinished(results)
+    unfinished = _unfinished([*earlier, *results])
     for check, r in zip(checks, results):
         if not _is_stage_check(check):
             continue
@@ -516,6 +512,10 @@ def _judge_losses(job: dict, outcome, options: Options, report: Report) -> None:
                                                f"{type(err).__name__}: {str(err)[:300]}")
     if stage is None:  # a lecture-style notebook whose model is no stage of the lecture's
         _notebook_row(report, "fail" if outcome.status == "ok" else outcome.status, outcome.message)
+        return
+    if stage not in options.graded_stages():  # a notebook's own model, of a stage this grading does not ask for
+        _notebook_row(report, "fail", f"the notebook's model is stage {stage}'s; this grading asks for stage "
+                      + ", ".join(map(str, options.graded_stages())))
         return
     source = job["source"] + (" (from your checkpoint)" if outputs and outputs.get("checkpoint") else "")
 

@@ -5,8 +5,10 @@ Each row of the report becomes one test per tier it ran in: "1.2 Linear layer (p
 before the grades are published is built from the public checks alone:
 
     the public tests         "visible": the student's copy of their checks (Report.for_student), with
-                             nothing the instructor chose to share; a public check runs before any
-                             hidden input is sent (grade._public_first), so its details are kept
+                             nothing the instructor chose to share; the public rows and the losses
+                             are settled before any hidden input is sent (grade.py's rounds), so
+                             their details are kept, and nothing the code does on a hidden input
+                             changes them
     the hidden tests         `hidden` ("after_published" unless the instructor says otherwise): the
                              student's copy, hidden inputs and the log left out unless shared
     the top-level output     the public checks as Markdown, and what they earned; with
@@ -15,6 +17,7 @@ before the grades are published is built from the public checks alone:
                              the tests they can see until the grades are published
     the leaderboard          each stage's val loss, where its loss check passed
     stdout                   hidden: run_autograder prints the instructor's whole report there
+    execution_time           left out: the hidden round's code could stretch it to say something
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .report import Report, checks_markdown, earned, points_text, row_title
+from .report import Report, checks_markdown, earned, escape, points_text, row_title
 
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 STATUSES = ("passed", "failed")
@@ -51,7 +54,6 @@ def results(report: Report, hidden: str = "after_published", score_visible: bool
                    f"{points_text(report.possible)} points.**\n")
     out = {
         "score": round(sum(test["score"] for test in tests), 4),
-        "execution_time": round(report.seconds),
         "output": output,
         "output_format": "md",
         "test_output_format": "md",
@@ -62,7 +64,25 @@ def results(report: Report, hidden: str = "after_published", score_visible: bool
              for loss in report.losses if loss.split == "val" and loss.passed]
     if board:
         out["leaderboard"] = board
-    return out
+    return plain(out)
+
+
+def failure(message: str) -> dict:
+    """results.json for a submission that could not be graded: 0 points, and `message` saying why."""
+    return plain({"score": 0.0, "output": escape(message), "output_format": "md", "stdout_visibility": "hidden",
+                  "tests": []})
+
+
+def plain(data):
+    """`data` with every string valid UTF-8 (a file name or an exception's text can hold lone
+    surrogates, which a strict JSON reader refuses)."""
+    if isinstance(data, str):
+        return data.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(data, dict):
+        return {plain(k): plain(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [plain(v) for v in data]
+    return data
 
 
 def _test(row: str, tier: str, mine: list, worth: list[float], visibility: str) -> dict:

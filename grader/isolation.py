@@ -642,24 +642,29 @@ SECCOMP_ARCH = {"x86_64": (0xC000003E, {"unshare": 272, "clone": 56, "clone3": 4
 CLONE_NEWUSER = 0x10000000
 EPERM, ENOSYS = 1, 38
 # refused outright, with the error a program takes for "not here" (clone3 and io_uring: the C library
-# and Python fall back to clone and plain system calls)
+# and Python fall back to clone and plain system calls); the kernel's keyrings and POSIX message queues
+# are a uid's and outlive its processes: something kept there would wait, in the fallback, for the
+# next sandbox of that uid (a classmate's)
 REFUSED = {"clone3": ENOSYS, "socket": EPERM, "io_uring_setup": ENOSYS, "io_uring_enter": ENOSYS,
-           "io_uring_register": ENOSYS}
+           "io_uring_register": ENOSYS, "add_key": EPERM, "request_key": EPERM, "keyctl": EPERM,
+           "mq_open": EPERM, "mq_unlink": EPERM}
 IO_URING = {"io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427}  # the same on both
+KEPT = {"x86_64": {"add_key": 248, "request_key": 249, "keyctl": 250, "mq_open": 240, "mq_unlink": 241},
+        "aarch64": {"add_key": 217, "request_key": 218, "keyctl": 219, "mq_open": 180, "mq_unlink": 181}}
 
 
 @functools.cache
 def seccomp_filter() -> bytes:
     """The filter as a classic BPF program (struct sock_filter[]): unshare and clone with
     CLONE_NEWUSER fail with EPERM; REFUSED fail as it says (clone3, whose flags a filter cannot read;
-    socket; io_uring); every system call of another ABI (i386, x32) fails with EPERM; b'' on an
-    architecture it does not know (the Isolation says so)."""
+    socket; io_uring; keyrings and message queues); every system call of another ABI (i386, x32)
+    fails with EPERM; b'' on an architecture it does not know (the Isolation says so)."""
     import struct
 
     if os.uname().machine not in SECCOMP_ARCH:
         return b""
     arch, numbers = SECCOMP_ARCH[os.uname().machine]
-    numbers = {**numbers, **IO_URING}
+    numbers = {**numbers, **IO_URING, **KEPT[os.uname().machine]}
     ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, ..., BPF_RET|K
     allow, errno = 0x7FFF0000, 0x00050000
     program = [(ld, 0, 0, 4),  # the architecture

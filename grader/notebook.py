@@ -52,10 +52,14 @@ def code_cells(path: str | Path) -> list[str]:
     except Exception as err:  # not JSON, not a notebook, a newer format
         raise NotebookError(f"{path} is not a readable notebook: {type(err).__name__}: {err}") from err
     cells = []
-    for cell in nb.cells:
-        if cell.cell_type != "code" or cell.source.lstrip().startswith("%%"):
+    for i, cell in enumerate(nb.get("cells") or [], 1):
+        source = cell.get("source") if isinstance(cell, dict) else None
+        if not isinstance(source, str):
+            raise NotebookError(f"{path} is not a readable notebook: cell {i}'s source is {type(source).__name__}, "
+                                "not text")
+        if cell.get("cell_type") != "code" or source.lstrip().startswith("%%"):
             continue
-        cells.append("\n".join("" if MAGIC.match(line) else line for line in cell.source.splitlines()))
+        cells.append("\n".join("" if MAGIC.match(line) else line for line in source.splitlines()))
     return cells
 
 
@@ -67,6 +71,8 @@ def parsed_cells(path: str | Path) -> tuple[list[tuple[int, ast.Module]], list[s
             cells.append((i, ast.parse(source, filename=f"cell {i}")))
         except SyntaxError as err:
             problems.append(f"code cell {i} does not parse: {err.msg} (line {err.lineno})")
+        except (MemoryError, RecursionError, ValueError) as err:  # nested or long beyond what the parser holds
+            problems.append(f"code cell {i} does not parse: {type(err).__name__}: {str(err)[:200]}")
     return cells, problems
 
 

@@ -36,9 +36,6 @@ class CheckResult:
     message: str = ""
     value: float | None = None  # a loss check's loss, shown in its row
     points: float | None = None  # its share of its row's points (points.assign); None: a report from before (1 a row)
-    # could the code that answered have held a hidden input (the public round runs before any is sent);
-    # a report from before the rounds were split: assume it could
-    hidden_in_reach: bool = True
 
 
 @dataclass(frozen=True)
@@ -67,8 +64,8 @@ class Report:
     isolation_note: str = ""  # what else the sandbox's line says (--allow-unisolated, the self-check needs none)
     audience: str = "instructor"  # "student": a copy made by for_student(), which leaves out what `shared` lacks
     shared: list[str] = field(default_factory=list)  # a student's copy: what the instructor chose to share (SHARE)
-    # 3: results carry their points and whether a hidden input was in reach; 2: results name their
-    # stage and row, losses are data; 1: one "exercise" string
+    # 3: results carry their points, and the public rows were settled before any hidden input was sent;
+    # 2: results name their stage and row, losses are data; 1: one "exercise" string
     version: int = 3
 
     @property
@@ -133,14 +130,13 @@ class Report:
 
     def _student_row(self, r: CheckResult, k: int) -> CheckResult:
         """r as a student's copy shows it. A hidden check's name holds its input sizes and its message
-        can hold its inputs: "hidden check k" and a note. On the hidden tier the child holds every call
-        of its round from the start, so a public check's error or failure can repeat a hidden input
-        too: a note. The grader's own words stay (a pass, a loss it computed, what a row waits on),
-        and every message of a grading without hidden inputs."""
+        can hold its inputs: "hidden check k" and a note. The public rows ran before any hidden input
+        was sent (grade.py's rounds) and stay whole; in a report from before that (version < 3), a
+        public check's error or failure could repeat a hidden input: a note."""
         if r.tier == "hidden":
             name = "test loss" if r.check.startswith("test loss") else f"hidden check {k}"  # no threshold
             return replace(r, check=name, message=HIDDEN_NOTE if r.message else "")
-        in_reach = (self.tier == "hidden" and r.hidden_in_reach and r.message and r.value is None
+        in_reach = (self.version < 3 and self.tier == "hidden" and r.message and r.value is None
                     and r.status not in ("pass", "waiting"))
         return replace(r, message=IN_REACH_NOTE) if in_reach else replace(r)
 
@@ -191,14 +187,16 @@ class Report:
                             tablefmt=tablefmt, disable_numparse=True)
         return "\n".join([self.heading(), body, "", self.summary(), *filter(None, [self.sharing_line()])])
 
-    def heading(self) -> str:
+    def heading(self, seconds: bool = True) -> str:
         sandbox = f"; {self.sandbox_line()}" if self.sandbox_line() else ""
-        return f"{self.title()}  ({self.schedule} schedule, {self.seconds:.0f} s{sandbox})"
+        took = f", {self.seconds:.0f} s" if seconds else ""
+        return f"{self.title()}  ({self.schedule} schedule{took}{sandbox})"
 
     def to_markdown(self, public_only: bool = False) -> str:
         """Feedback as Markdown, a section per row: its status and points, the checks that passed, and
         each that did not with what differed and the course's hint. `public_only`: the public checks
-        alone and no log (what Gradescope shows before the grades are published)."""
+        alone, no log, and not the time the grading took, which the hidden round's code could stretch
+        (what Gradescope shows before the grades are published)."""
         title = f"# Grading report: {self.student}" if self.student else "# Grading report"
         tiers = ("public",) if public_only else ("public", "hidden")
         groups = self.row_groups(tiers)
@@ -212,15 +210,15 @@ class Report:
                           if self.tier == "hidden" else ""))
         else:
             summary = self.summary()
-        parts = [title, "", _escape(self.heading()), "", f"**{_escape(summary.strip())}**"]
+        parts = [title, "", escape(self.heading(seconds=not public_only)), "", f"**{escape(summary.strip())}**"]
         for row, mine, worth in groups:
             passed = sum(r.status == "pass" for r in mine)
             status = min(mine, key=lambda r: PRECEDENCE.index(r.status)).status
             points = f"{points_text(earned(mine, worth))} of {points_text(sum(worth))} points"
-            parts += ["", f"## {_escape(row)} {_escape(row_title(row))}: {status.upper()}, {passed} of {len(mine)} "
+            parts += ["", f"## {escape(row)} {escape(row_title(row))}: {status.upper()}, {passed} of {len(mine)} "
                       f"checks, {points}", "", checks_markdown(mine)]
         if self.sharing_line():
-            parts += ["", _escape(self.sharing_line())]
+            parts += ["", escape(self.sharing_line())]
         if self.log.strip() and not public_only:
             parts += ["", "What the code printed (its last part):", "", _fenced(self.log)]
         return "\n".join(parts) + "\n"
@@ -240,7 +238,8 @@ class Report:
     @classmethod
     def from_json(cls, text: str) -> Report:
         data = json.loads(text)
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "version"}
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        fields["version"] = data.get("version", 1)
         # a version-1 report (older gradebooks): its row was "exercise"; its losses are in the gradebook's table
         fields["results"] = [CheckResult(**({"stage": None, "row": r.pop("exercise")} if "exercise" in r else {}), **r)
                              for r in data["results"]]
@@ -262,11 +261,11 @@ def checks_markdown(results: list[CheckResult]) -> str:
     """Checks as Markdown: those that passed on one line, and each that did not with its message (what
     differed, the course's hint) as it was written, in a code block."""
     passed = [r for r in results if r.status == "pass"]
-    parts = ["Passed: " + "; ".join(_escape(r.check + (f" ({r.message})" if r.message else "")) for r in passed)
+    parts = ["Passed: " + "; ".join(escape(r.check + (f" ({r.message})" if r.message else "")) for r in passed)
              ] if passed else []
     for r in results:
         if r.status != "pass":
-            parts.append(f"**{r.status.upper()}** {_escape(r.check)}" + (":" if r.message else ""))
+            parts.append(f"**{r.status.upper()}** {escape(r.check)}" + (":" if r.message else ""))
             parts += [_fenced(r.message)] if r.message else []
     return "\n\n".join(parts)
 
@@ -277,7 +276,7 @@ def _fenced(text: str) -> str:
     return f"{fence}text\n{text.rstrip()}\n{fence}"
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
     """`text` as Markdown shows it inside a line, character for character: no emphasis, code, link or HTML
     of its own (it never starts a line, where a heading or a list could begin)."""
     return re.sub(r"([\\`*_\[\]<>~&|])", r"\\\1", text)

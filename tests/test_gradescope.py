@@ -19,6 +19,7 @@ from makemore_wavenet.grader import GraderError, gradescope
 from makemore_wavenet.grader.__main__ import main as grader_main
 from makemore_wavenet.grader.autograder import Assignment, build, find_submission
 from makemore_wavenet.grader.gradebook import Gradebook
+from makemore_wavenet.grader.hidden import HIDDEN_SIZES
 from makemore_wavenet.grader.points import Points, assign
 from makemore_wavenet.grader.report import CheckResult, Loss, Report
 from test_report_privacy import LEAK, LOG_SENTINEL, MSG_SENTINEL, isolated
@@ -29,7 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
-    return build(tmp_path_factory.mktemp("bundle"), Assignment(stages=(1,), torch="2.13.0"))
+    """A stage-2 assignment: exercise 2.2 is where test_sandbox's `hostile` code runs."""
+    return build(tmp_path_factory.mktemp("bundle"), Assignment(stages=(2,), torch="2.13.0"))
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory, bundle) -> tuple[dict, str]:
+    """The master, one folder down (a zip of the checkout's folder), graded by run_autograder."""
+    return autograde(tmp_path_factory.mktemp("master"), bundle, copy_master)
 
 
 def autograde(tmp_path: Path, bundle: Path, submit) -> tuple[dict, str]:
@@ -81,15 +89,15 @@ def test_the_bundle_holds_what_gradescope_runs_and_the_private_parts(bundle):
     assert subprocess.run(["bash", "-n", "-c", setup]).returncode == 0
 
 
-def test_run_autograder_grades_the_master_a_fresh_edition_and_a_lecture_notebook(tmp_path, bundle):
-    # the master, one folder down (a zip of the checkout's folder): every point, its val on the leaderboard
-    data, stdout = autograde(tmp_path / "master", bundle, copy_master)
+def test_run_autograder_grades_the_master_a_fresh_edition_and_a_lecture_notebook(tmp_path, bundle, master):
+    # the master: every point, its val on the leaderboard
+    data, stdout = master
     assert_valid(data)
-    assert data["score"] == sum(t["max_score"] for t in data["tests"]) == 4  # 1 a row: 1.1, 1.2, 1.3, stage 1
-    assert [e["name"] for e in data["leaderboard"]] == ["stage 1 val loss"] and data["leaderboard"][0]["order"] == "asc"
+    assert data["score"] == sum(t["max_score"] for t in data["tests"]) == 5  # 1 a row: 2.1 to 2.4, stage 2
+    assert [e["name"] for e in data["leaderboard"]] == ["stage 2 val loss"] and data["leaderboard"][0]["order"] == "asc"
     assert {t["visibility"] for t in data["tests"] if "(public checks)" in t["name"]} == {"visible"}
     assert {t["visibility"] for t in data["tests"] if "(hidden checks)" in t["name"]} == {"after_published"}
-    assert "12 of 12 checks passed" in stdout  # the instructor's whole report, in Gradescope's stdout
+    assert "public and hidden: 5 of 5 points" in stdout  # the instructor's whole report, in Gradescope's stdout
 
     # a fresh student edition at the top: nothing earned, each row says why, no loss to rank
     def fresh(folder: Path) -> None:
@@ -105,12 +113,30 @@ def test_run_autograder_grades_the_master_a_fresh_edition_and_a_lecture_notebook
     assert {t["status"] for t in data["tests"]} == {"failed"}
     assert "NOT DONE" in data["output"] and "WAITING" in data["output"]
 
-    # a lecture-style notebook of any name: its own model (stage 6 by its size), graded whole
-    data, _ = autograde(tmp_path / "notebook", bundle,
+    # a lecture-style notebook of any name, on a stage-6 assignment: its own model (stage 6 by its size)
+    stage6 = build(tmp_path / "stage6", Assignment(stages=(6,), torch="2.13.0"))
+    data, _ = autograde(tmp_path / "notebook", stage6,
                         lambda folder: nbformat.write(lecture_notebook(EXPLORING_CELLS), folder / "my work.ipynb"))
     assert_valid(data)
     assert data["score"] == sum(t["max_score"] for t in data["tests"]) > 0
     assert [e["name"] for e in data["leaderboard"]] == ["stage 6 val loss"]
+    assert {t["tags"][1] for t in data["tests"]} == {"stage 6"}  # only what the assignment asks for
+
+
+def test_a_notebook_earns_only_what_its_assignment_asks_for(tmp_path):
+    """The lecture's notebook defines exercises of stages 2 to 6: graded for stage 4, it gets stage
+    4's rows alone; graded for stage 1, its model (stage 6's) earns nothing."""
+    from makemore_wavenet.grader.grade import Options, grade
+    from makemore_wavenet.grader.sandbox import Limits
+
+    path = tmp_path / "lecture.ipynb"
+    nbformat.write(lecture_notebook(EXPLORING_CELLS), path)
+    limits = Limits(isolation="none", allow_unisolated=True)
+    report = grade(path, Options(tier="public", stages=(4,), losses=False, limits=limits))
+    assert {r.stage for r in report.results} == {4} and report.earned == report.possible > 0
+    report = grade(path, Options(tier="public", stages=(1,), limits=limits))
+    assert [(r.row, r.status) for r in report.results] == [("notebook", "fail")]
+    assert "the notebook's model is stage 6's; this grading asks for stage 1" in report.results[0].message
 
 
 def test_a_submission_that_cannot_be_graded_still_gets_results_that_say_why(tmp_path, bundle):
@@ -140,23 +166,40 @@ def test_find_submission_takes_the_top_one_folder_down_or_one_notebook_and_follo
         find_submission(tmp_path / "link")
 
 
-def test_a_hidden_input_and_the_log_reach_no_field_a_student_sees_before_publishing(tmp_path):
-    """Sentinels through a hidden check's error message (the code raises on a hidden input) and
-    through the log (it prints on every call), graded by run_autograder on a stage-2 assignment."""
-    stage2 = build(tmp_path / "bundle", Assignment(stages=(2,), torch="2.13.0"))
-    data, stdout = autograde(tmp_path, stage2, lambda folder: shutil.copytree(hostile(tmp_path, LEAK), folder,
-                                                                                dirs_exist_ok=True))
+# on a hidden check's input, every way the code could say something: a "not done" (which once spread
+# to the row's public checks, message and all), an error message, the log, the time it takes, a file
+# left for the training round
+HIDDEN_ROUND = f"""
+import time
+print({LOG_SENTINEL!r}, flush=True)
+if x.shape[0] == {HIDDEN_SIZES['batch']}:  # the hidden tier's batch
+    time.sleep(3)
+    with open('/tmp/stash', 'w') as f:
+        f.write({MSG_SENTINEL!r})
+    raise NotImplementedError(f'{MSG_SENTINEL} got {{tuple(x.shape)}} {{x.flatten()[:4].tolist()}}')
+"""
+
+
+def test_nothing_the_code_does_on_a_hidden_input_changes_what_a_student_sees_before_publishing(tmp_path, bundle,
+                                                                                                 master):
+    """Graded by run_autograder, the hostile submission's visible fields (the output, the visible tests
+    with their statuses and points, the leaderboard) are the honest master's to the character, and its
+    sentinels are in no field of results.json, only in the instructor's stdout."""
+    submission = hostile(tmp_path, HIDDEN_ROUND)
+    data, stdout = autograde(tmp_path / "run", bundle,
+                             lambda folder: shutil.copytree(submission, folder, dirs_exist_ok=True))
     assert_valid(data)
     assert MSG_SENTINEL in stdout and LOG_SENTINEL in stdout  # the attack ran: the instructor sees it
     assert any(t["status"] == "failed" for t in data["tests"] if "2.2" in t["name"] and "hidden" in t["name"])
     assert MSG_SENTINEL not in json.dumps(data) and LOG_SENTINEL not in json.dumps(data)
+    assert visible_text(data) == visible_text(master[0])
 
-    # the instructor shares the details and the log: they go to the hidden tests alone
+
+
+def test_what_the_instructor_shares_goes_to_the_hidden_tests_alone():
     report = Report(submission="x", tier="hidden", schedule="quick", log=f"{LOG_SENTINEL}\n", results=[
-        CheckResult(2, "2.2", "flatten (4, 8, 3)", "public", "pass", hidden_in_reach=False),
-        CheckResult(2, "2.2", "flatten (7, 16, 5)", "hidden", "error", f"ValueError: {MSG_SENTINEL}"),
-        # an error in the loss round, after the hidden round: it may repeat a hidden input
-        CheckResult(2, "stage 2", "val loss <= 2.3", "public", "error", f"RuntimeError: {MSG_SENTINEL}")])
+        CheckResult(2, "2.2", "flatten (4, 8, 3)", "public", "pass"),
+        CheckResult(2, "2.2", "flatten (7, 16, 5)", "hidden", "error", f"ValueError: {MSG_SENTINEL}")])
     for hidden in ("after_published", "after_due_date", "hidden"):
         shared = gradescope.results(report, hidden=hidden, details=True, log=True, score_visible=True)
         assert gradescope.problems(shared) == []
@@ -252,6 +295,13 @@ def test_the_csv_has_a_row_per_student_a_column_per_stage_and_one_cohort(tmp_pat
         with pytest.raises(GraderError, match="--cohort"):
             book.export_csv()
         assert book.export_csv(cohort="2027-spring").splitlines()[1:] == ["cy,1,1,1"]
+
+
+def test_a_failure_says_why_in_plain_text_whatever_the_file_names():
+    data = gradescope.failure("2 notebooks (b.ipynb, \udcff[click](https://evil.example)<img src=x>.ipynb)")
+    assert gradescope.problems(data) == [] and data["score"] == 0
+    json.dumps(data).encode("utf-8")  # no lone surrogate left
+    assert "\\[click\\]" in data["output"] and "\\<img" in data["output"]
 
 
 def test_markdown_feedback_names_what_passed_what_differed_and_keeps_a_message_as_it_was_written():

@@ -310,3 +310,20 @@ def test_a_stage_notebook_is_given_the_earlier_stages_and_answers_for_its_own(tm
     rows = {r.row: r.status for r in report.results}
     assert rows.get("4.1") == "not done" and "2.1" not in rows and "2.3" not in rows, report.table()
     assert report.passed == 0
+
+
+def test_a_notebook_the_parser_cannot_hold_is_said_so(tmp_path):
+    """A cell whose source is no text is a notebook this grader cannot read (an error that says so,
+    not a bug of the grader's); a cell nested beyond what Python's parser holds does not parse."""
+    from makemore_wavenet.grader import GraderError
+    from makemore_wavenet.grader.notebook import parsed_cells
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    nb.cells[0].source = 5
+    path = tmp_path / "odd.ipynb"
+    path.write_text(json.dumps(nb))
+    with pytest.raises(GraderError, match="cell 1's source is int, not text"):
+        grade(path, Options(tier="public", losses=False))
+    nb.cells[0].source = "x = " + "-" * 200_000 + "1"
+    path.write_text(json.dumps(nb))
+    assert parsed_cells(path)[1] and "code cell 1 does not parse" in parsed_cells(path)[1][0]

@@ -95,8 +95,8 @@ def test_a_public_check_runs_before_any_hidden_input_is_sent_so_its_details_go_b
     assert hidden_flatten_shape() not in copy.to_json()
     assert [r.message for r in copy.results if r.tier == "public" and r.row == "2.2"] == [r.message for r in public]
 
-    # a report from before the rounds were split (no hidden_in_reach): its public details stay out
-    old = dataclasses.replace(report, results=[dataclasses.replace(r, hidden_in_reach=True) for r in report.results])
+    # a report from before the rounds were split (version 2): its public details stay out
+    old = dataclasses.replace(report, version=2)
     assert {r.message for r in old.for_student().results if r.tier == "public" and r.row == "2.2"} == {IN_REACH_NOTE}
 
 
@@ -149,9 +149,11 @@ def test_the_student_copy_keeps_the_graders_own_words_and_drops_what_the_code_sh
             CheckResult(2, "2.2", "flatten (7, 16, 5)", "hidden", "pass")]
     hidden = Report("s", "hidden", "quick", rows, [Loss(2, "val", 2.41, False), Loss(2, "test", 2.45, False)],
                     log="what it printed")
-    copy = hidden.for_student()
-    assert [r.message for r in copy.results] == [IN_REACH_NOTE, IN_REACH_NOTE, "waits on 2.1", "val 2.4100, ...",
+    copy = hidden.for_student()  # the public rows were settled before any hidden input was sent: whole
+    assert [r.message for r in copy.results] == [rows[0].message, rows[1].message, "waits on 2.1", "val 2.4100, ...",
                                                  HIDDEN_NOTE, ""]
+    before = dataclasses.replace(hidden, version=2).for_student()  # graded before the rounds were so ordered
+    assert [r.message for r in before.results][:4] == [IN_REACH_NOTE, IN_REACH_NOTE, "waits on 2.1", "val 2.4100, ..."]
     assert [r.check for r in copy.results][-2:] == ["test loss", "hidden check 1"]
     assert [r.status for r in copy.results] == [r.status for r in rows] and copy.losses == hidden.losses
     assert hidden.results == rows and hidden.log == "what it printed"  # the instructor's record untouched

@@ -806,6 +806,25 @@ def test_no_user_namespace_can_be_made_in_a_sandbox(tmp_path, mode):
     assert "THREAD [1]" in outcome.message
 
 
+KEYS = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+calls = {'x86_64': (248, 240), 'aarch64': (217, 180)}[os.uname().machine]  # add_key, mq_open
+key = libc.syscall(calls[0], b'user', b'stash', b'for the next sandbox', 20, -4)  # KEY_SPEC_USER_KEYRING
+key_errno = ctypes.get_errno()
+queue = libc.syscall(calls[1], b'stash', 0o100 | 2, 0o600, None)  # O_CREAT | O_RDWR
+raise RuntimeError(f'KEPT key {key} errno {key_errno} queue {queue} errno {ctypes.get_errno()}')
+"""
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_no_keyring_or_message_queue_keeps_anything_for_the_next_sandbox(tmp_path, mode):
+    """A key in the uid's keyring and a POSIX message queue outlive the processes that made them: in
+    the fallback, the next sandbox of that uid (a classmate's) would find them. Both refused (EPERM)."""
+    [outcome], _ = run_calls(hostile(tmp_path, KEYS), flatten_calls(), Limits(isolation=sandbox(mode)))
+    assert "KEPT key -1 errno 1 queue -1 errno 1" in outcome.message, outcome.message
+
+
 def test_the_seccomp_filter_allows_all_but_what_it_names():
     import struct
 
