@@ -177,9 +177,8 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
         report.log = (report.log + hidden_log)[-LOG_TAIL:]
         judged = _settle([_judge(c, references[check_key(c)], o) for c, o in zip(hidden, outcomes)], hidden, trained,
                          earlier=results)
-        order = {id(c): i for i, c in enumerate(checks)}
-        results = [r for _, r in sorted(zip([order[id(c)] for c in public + hidden], results + judged),
-                                        key=lambda pair: pair[0])]
+        by_check = dict(zip(map(id, public + hidden), results + judged))
+        results = [by_check[id(c)] for c in checks]  # the course's order
     report.results = results + report.results
     for r in report.results:  # a message quotes values the child chose: none outgrows a table cell
         r.message = r.message[:MESSAGE_CAP]
