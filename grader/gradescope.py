@@ -1,7 +1,7 @@
 """A report as Gradescope's results.json (its autograder specification).
 
-Each row of the report becomes one test per tier it ran in: "1.2 Linear layer (public checks)",
-"1.2 Linear layer (hidden checks)", worth the points of that tier's checks. What a student may see
+Each row of the report becomes one test per tier it ran in: "1.2 training step (public checks)",
+"1.2 training step (hidden checks)", worth the points of that tier's checks. What a student may see
 before the grades are published is built from the public checks alone:
 
     the public tests         "visible": the student's copy of their checks (Report.for_student), with
@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .report import Report, checks_markdown, earned, escape, points_text, row_title
+from .report import Report, checks_markdown, earned, escape, fenced, points_text, row_title
 
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 STATUSES = ("passed", "failed")
@@ -47,7 +47,7 @@ def results(report: Report, hidden: str = "after_published", score_visible: bool
                       for r, mine, worth in copy.row_groups((tier,)) if r == row]
     if log and shared.log.strip():
         tests.append({"name": "What your code printed (its last part)", "score": 0.0, "max_score": 0.0,
-                      "output": f"```text\n{shared.log}\n```", "visibility": hidden})
+                      "output": fenced(shared.log), "visibility": hidden})
     output = public.to_markdown(public_only=True)
     if score_visible:
         output += (f"\n**Your score, public and hidden checks: {points_text(report.earned)} of "

@@ -220,7 +220,7 @@ class Report:
         if self.sharing_line():
             parts += ["", escape(self.sharing_line())]
         if self.log.strip() and not public_only:
-            parts += ["", "What the code printed (its last part):", "", _fenced(self.log)]
+            parts += ["", "What the code printed (its last part):", "", fenced(self.log)]
         return "\n".join(parts) + "\n"
 
     def to_json(self) -> str:
@@ -266,11 +266,11 @@ def checks_markdown(results: list[CheckResult]) -> str:
     for r in results:
         if r.status != "pass":
             parts.append(f"**{r.status.upper()}** {escape(r.check)}" + (":" if r.message else ""))
-            parts += [_fenced(r.message)] if r.message else []
+            parts += [fenced(r.message)] if r.message else []
     return "\n\n".join(parts)
 
 
-def _fenced(text: str) -> str:
+def fenced(text: str) -> str:
     """`text` in a Markdown code block whose fence is longer than any run of backticks in it."""
     fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", text)), default=0))
     return f"{fence}text\n{text.rstrip()}\n{fence}"
