@@ -115,17 +115,18 @@ def test_run_autograder_grades_the_master_a_fresh_edition_and_a_lecture_notebook
 
     # a lecture-style notebook of any name, on a stage-6 assignment: its own model (stage 6 by its size)
     stage6 = build(tmp_path / "stage6", Assignment(stages=(6,), torch="2.13.0"))
-    data, _ = autograde(tmp_path / "notebook", stage6,
+    data, stdout = autograde(tmp_path / "notebook", stage6,
                         lambda folder: nbformat.write(lecture_notebook(EXPLORING_CELLS), folder / "my work.ipynb"))
     assert_valid(data)
     assert data["score"] == sum(t["max_score"] for t in data["tests"]) > 0
-    assert [e["name"] for e in data["leaderboard"]] == ["stage 6 val loss"]
+    assert [e["name"] for e in data["leaderboard"]] == ["stage 6 val loss"] and data["leaderboard"][0]["value"] < 2.16
     assert {t["tags"][1] for t in data["tests"]} == {"stage 6"}  # only what the assignment asks for
+    assert "test loss" in stdout and "6.1" in stdout  # its size says stage 6; the hidden tier's test loss ran
 
 
 def test_a_notebook_earns_only_what_its_assignment_asks_for(tmp_path):
     """The lecture's notebook defines exercises of stages 2 to 6: graded for stage 4, it gets stage
-    4's rows alone; graded for stage 1, its model (stage 6's) earns nothing."""
+    4's rows alone."""
     from makemore_wavenet.grader.grade import Options, grade
     from makemore_wavenet.grader.sandbox import Limits
 
@@ -134,7 +135,16 @@ def test_a_notebook_earns_only_what_its_assignment_asks_for(tmp_path):
     limits = Limits(isolation="none", allow_unisolated=True)
     report = grade(path, Options(tier="public", stages=(4,), losses=False, limits=limits))
     assert {r.stage for r in report.results} == {4} and report.earned == report.possible > 0
-    report = grade(path, Options(tier="public", stages=(1,), limits=limits))
+
+
+@pytest.mark.e2e  # it trains the notebook's model
+def test_a_notebooks_model_of_another_stage_earns_nothing(tmp_path):
+    from makemore_wavenet.grader.grade import Options, grade
+    from makemore_wavenet.grader.sandbox import Limits
+
+    path = tmp_path / "lecture.ipynb"
+    nbformat.write(lecture_notebook(EXPLORING_CELLS), path)
+    report = grade(path, Options(tier="public", stages=(1,), limits=Limits(isolation="none", allow_unisolated=True)))
     assert [(r.row, r.status) for r in report.results] == [("notebook", "fail")]
     assert "the notebook's model is stage 6's; this grading asks for stage 1" in report.results[0].message
 

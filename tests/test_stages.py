@@ -25,8 +25,10 @@ def build(n, **kw):
 
 
 def short_run(n, splits_of_stage, steps=200, seed=42):
+    """`steps` of the stage's recipe; no BatchNorm recomputation over the whole train split at the end
+    (test_trainer's: three of them took most of stage 8's time here)."""
     stage = get_stage(n)
-    config = replace(stage.recipe, steps=steps)
+    config = replace(stage.recipe, steps=steps, recompute_batchnorm=False)
     return run(stage.build_model, stage.config, config, splits_of_stage(n), Runtime(seed=seed, device="cpu"),
                progress=False, eval_splits=("val",))
 
