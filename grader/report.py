@@ -166,7 +166,7 @@ class Report:
     def exercise_rows(self) -> list[list]:
         rows = []
         for row, mine, worth in self.row_groups():
-            worst = min(mine, key=lambda r: PRECEDENCE.index(r.status))
+            worst = most_telling(mine)
             note = worst.message if worst.status != "pass" else "; ".join(
                 r.message for r in mine if r.value is not None)
             rows.append([row, row_title(row),
@@ -213,7 +213,7 @@ class Report:
         parts = [title, "", escape(self.heading(seconds=not public_only)), "", f"**{escape(summary.strip())}**"]
         for row, mine, worth in groups:
             passed = sum(r.status == "pass" for r in mine)
-            status = min(mine, key=lambda r: PRECEDENCE.index(r.status)).status
+            status = most_telling(mine).status
             points = f"{points_text(earned(mine, worth))} of {points_text(sum(worth))} points"
             parts += ["", f"## {escape(row)} {escape(row_title(row))}: {status.upper()}, {passed} of {len(mine)} "
                       f"checks, {points}", "", checks_markdown(mine)]
@@ -250,6 +250,11 @@ class Report:
 def earned(results: list[CheckResult], worth: list[float]) -> float:
     """The points of the checks in `results` that passed (`worth`: each one's points)."""
     return sum(w for w, r in zip(worth, results) if r.status == "pass")
+
+
+def most_telling(results: list[CheckResult]) -> CheckResult:
+    """The check a row shows for its status (PRECEDENCE: unfinished work first)."""
+    return min(results, key=lambda r: PRECEDENCE.index(r.status))
 
 
 def row_title(row: str) -> str:
