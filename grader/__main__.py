@@ -29,7 +29,7 @@ from makemore_wavenet.stages import QUICK_FRACTION, SCHEDULES, all_stages
 
 from . import GraderError
 from .exercises import challenge_stage
-from .grade import TRAINING_SECONDS, Options
+from .grade import COMPILED_SCHEDULES, TRAINING_SECONDS, TRAININGS, Options
 from .gradescope import VISIBILITIES
 from .points import Points
 from .isolation import MODES
@@ -213,6 +213,11 @@ def add_grading_options(p: argparse.ArgumentParser, tier: str, schedule: str, st
     p.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help="seconds allowed per check, training "
                    f"included (default: {Limits.seconds:g} for an exercise check; for a loss check, by schedule: "
                    + ", ".join(f"{s} {t:g}" for s, t in TRAINING_SECONDS.items()) + ")")
+    p.add_argument("--training", choices=TRAININGS, default="auto", help="how a loss check trains the submission's "
+                   "model, and the grader its own: compiled (its forward and backward under torch.compile, eager "
+                   "where compiling fails or its first steps disagree with eager's; the row says which), eager, "
+                   "or auto: compiled on the " + " and ".join(COMPILED_SCHEDULES) + " schedules, eager on quick, "
+                   "where a compile costs about what it saves")
     p.add_argument("--memory", type=int, default=Limits.memory_mb, help="memory limit of each sandbox, MB")
     p.add_argument("--budget", type=float, help="seconds allowed for all of one submission's checks (default: "
                    "10 minutes plus twice each loss check's own limit); once spent, the rest time out")
@@ -255,7 +260,7 @@ def grading_options(args) -> Options:
                    losses=not getattr(args, "skip_loss", False), names=args.names, test_names=args.test_names,
                    limits=Limits(seconds=timeout or Limits.seconds, memory_mb=args.memory, total_seconds=args.budget,
                                  isolation=args.isolation, allow_unisolated=args.allow_unisolated),
-                   training_seconds=timeout,
+                   training_seconds=timeout, training=args.training,
                    thresholds=Thresholds(Path(args.calibration)),
                    points=Points.load(args.points) if args.points else Points())
 

@@ -54,6 +54,10 @@ GRADER_SEED = Runtime().seed  # every loss check trains with the lecture's seed
 # (the full schedule's longest, stage 8's 80,000 steps, about 25 minutes; the challenge's rules allow
 # 20 minutes of training on 2 cores, about 25 on one thread, where a step is 1.26x slower)
 TRAINING_SECONDS = {"quick": 300.0, "full": 3600.0, "challenge": 1800.0}
+# the schedules whose loss checks train compiled (loop.train_with_torch): on the quick one a sandbox's
+# compile, from an empty cache every time, costs about what it saves (README, "Compiled training")
+COMPILED_SCHEDULES = ("full", "challenge")
+TRAININGS = ("auto", "eager", "compiled")  # Options.training: auto is compiled on COMPILED_SCHEDULES
 # what the student edition's self-check also trains with: the student's own windows, step and evaluation
 SELF_CHECK_NEEDS = ("1.2", "1.3", "3.1")
 MAX_BLOCK_SIZE = 64  # a reported block_size beyond this is not a configuration the grader builds windows for
@@ -79,6 +83,10 @@ class Options:
     # the grader's own training (replay.py) beside the child's, or after it: on a machine with memory
     # for one training at a time (Gradescope's default container, 768 MB)
     replay_beside: bool = True
+    training: str = "auto"  # TRAININGS: how a loss check trains a submission's model, and the grader its own
+
+    def compiled(self) -> bool:
+        return self.training == "compiled" or (self.training == "auto" and self.schedule in COMPILED_SCHEDULES)
 
     def graded_stages(self) -> tuple[int, ...]:
         if self.schedule == "challenge":
@@ -190,21 +198,45 @@ def grade(submission: str | Path, options: Options = Options(), references: dict
 def _train_both(submission: Path, options: Options, calls: list[Call], jobs: list[dict], files, session):
     """Run the loss calls in the child while the grader trains its own model of each (a job's
     "replay") in a process of its own, or after the child where `options.replay_beside` is off; each
-    such job gets its "trained" tensors, or why there are none."""
+    such job gets its "trained" tensors, or why there are none. The grader's training follows the
+    child's path: a compiled one that fell back to eager in the child is trained eagerly here too,
+    again where it ran beside (a model that trains chaotically, stage 4's, ends elsewhere otherwise)."""
     replays = [job for job in jobs if "replay" in job]
     ours = replay.Replay([job["replay"] for job in replays]) if options.replay_beside else None
+    seconds = sum(c.seconds for c in calls)
     try:
         outcomes, log = run_calls(submission, calls, options.limits, files=files, session=session)
-        wanted = any(o.status == "ok" for job, o in zip(jobs, outcomes) if "replay" in job)
+        told = [o for job, o in zip(jobs, outcomes) if "replay" in job]
+        specs = [_followed(job["replay"], o.value if o.status == "ok" else None) for job, o in zip(replays, told)]
+        wanted = any(o.status == "ok" for o in told)
         if wanted:
-            ours = ours or replay.Replay([job["replay"] for job in replays])
-        trained = ours.result(sum(c.seconds for c in calls)) if wanted else [None] * len(replays)
+            ours = ours or replay.Replay(specs)
+        trained = ours.result(seconds) if wanted else [None] * len(replays)
     finally:
         if ours:
             ours.stop()
+    redo = [i for i, (job, spec, o) in enumerate(zip(replays, specs, told))
+            if spec is not job["replay"] and o.status == "ok"]
+    if redo and options.replay_beside:
+        again = replay.Replay([specs[i] for i in redo])
+        try:
+            for i, tensors in zip(redo, again.result(seconds)):
+                trained[i] = tensors
+        finally:
+            again.stop()
     for job, tensors in zip(replays, trained):
         job["trained"] = tensors
     return outcomes, log
+
+
+def _followed(spec: dict, value) -> dict:
+    """The grader's own training `spec`, on the path the child's training took by its note
+    (loop.Training.describe): eager where compiling fell back. The note is the submission's process's
+    to write: a false one costs the grader an eager training, and a model trained otherwise than its
+    note says ends where the grader's does not."""
+    told = value.get("training") if isinstance(value, dict) else None
+    fell_back = spec.get("compiled") and isinstance(told, str) and told.startswith("eager")
+    return {**spec, "compiled": False} if fell_back else spec
 
 
 def _needed_checks(checks: list[Check], trained: list[int], tier: str, given=frozenset()) -> list[Check]:
@@ -381,7 +413,7 @@ def _stage_call(submission: Path, options: Options, stage: int, config) -> tuple
     source = ("from the submission's checkpoint" if ckpt else
               f"trained with its {s.entry_file} ({steps}, the grader's seed)" if options.schedule == "challenge"
               else f"trained with the grader's schedule ({steps})")
-    training = {**_training(the_plan.recipe), **data}
+    training = {**_training(the_plan.recipe), **data, "compiled": options.compiled()}
     job = {"stage": stage, "targets": targets, "source": source, "model_config": model_config,
            "agreement_x": agreement_x}
     init = None if ckpt else _initial(stage, model_config)  # a checkpoint has trained already: nothing to replay
@@ -424,7 +456,7 @@ def _notebook_call(submission: Path, options: Options) -> tuple[Call, dict]:
         return call, {"stage": None, "targets": None, "source": source}
     data, targets = _instructor_data(options, block_size, whole_names=False)
     agreement_x = reference.agreement_inputs(block_size, whole_names=False)
-    training = {**_training(the_plan.recipe), **data}
+    training = {**_training(the_plan.recipe), **data, "compiled": options.compiled()}
     # the initial tensors of each lecture model at this context, last stage first, as lecture_stage looks
     inits = {s.number: _initial(s.number, asdict(s.config)) for s in reversed(all_stages().values())
              if not s.bar and s.config.block_size == block_size and not s.config.whole_names}
@@ -517,6 +549,8 @@ def _judge_losses(job: dict, outcome, options: Options, report: Report) -> None:
                       + ", ".join(map(str, options.graded_stages())))
         return
     source = job["source"] + (" (from your checkpoint)" if outputs and outputs.get("checkpoint") else "")
+    if outputs and outputs.get("training"):
+        source += f"; the submission's training: {outputs['training']}"
 
     def judge(i: int, split: str, limit: float) -> CheckResult:
         if outputs is None:
@@ -569,22 +603,31 @@ def _evaluated(job: dict, value) -> tuple[int | None, dict]:
         stage, model = job["stage"], reference.stage_model(job["stage"], job["model_config"], value.get("state"), x)
     if problem := reference.disagreement(model, x, value.get("agreement")):
         raise reference.CannotEvaluate(problem)
-    model = _grader_trained(job, stage, model, value.get("started"))
+    model = _grader_trained(job, stage, model, value.get("started"), value)
     targets = job["targets"].values()
-    return stage, {"logits": [reference.logits(model, X) for X, _ in targets], "targets": [Y for _, Y in targets]}
+    return stage, {"logits": [reference.logits(model, X) for X, _ in targets], "targets": [Y for _, Y in targets],
+                   "training": _training_path(value.get("training"))}
 
 
-def _grader_trained(job: dict, stage: int, theirs, started=None):
+def _training_path(told) -> str:
+    """How the child says the submission's model trained (loop.Training.describe), as one short line:
+    the submission's code could have written it, so it is shown as text and nothing is read from it."""
+    return " ".join(told.split())[:MESSAGE_CAP // 4] if isinstance(told, str) else ""
+
+
+def _grader_trained(job: dict, stage: int, theirs, started=None, value=None):
     """The grader's own training of the model `theirs` holds the submission's training of, when the
     two end at the same val loss (reference.training_disagreement); `theirs` itself for a checkpoint,
     which trained before grading and has nothing to replay. A notebook's replay starts from the initial
-    tensors the child says it loaded (`started`) and runs here, once its stage is known."""
+    tensors the child says it loaded (`started`) and runs here, once its stage is known, on the path
+    the child's training says it took (`value`, what the child returned: _followed)."""
     if job["stage"] is None:
         if type(started) is not int or started not in job["inits"]:
             raise reference.CannotEvaluate("its model did not start from the tensors of a lecture model at its "
                                            "block_size, so the grader cannot train it as the lecture's")
         config = asdict(get_stage(stage).config)
-        spec = {**job["training"], "stage": stage, "model_config": config, "init": job["inits"][started]}
+        spec = _followed({**job["training"], "stage": stage, "model_config": config, "init": job["inits"][started]},
+                         value)
         ours = replay.Replay([spec])
         try:
             [trained] = ours.result(job["seconds"])

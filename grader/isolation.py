@@ -390,28 +390,53 @@ def processes_of(uid: int, zombies: bool = False) -> list[int]:
 class SandboxMeter:
     """What a sandbox's processes use together, as /proc shows it: the CPU time of every process of
     the sandbox's uid seen so far (its own and its reaped children's; one that has exited counts what
-    it had used when last seen), and the memory the live ones hold (proportional set size: a page
-    that forks share counts once, split among them)."""
+    it had used when last seen, unless its time shows in a live process's reaped children's: then it
+    counts there, once), and the memory the live ones hold (proportional set size: a page that forks
+    share counts once, split among them)."""
 
     TICKS = os.sysconf("SC_CLK_TCK")
 
     def __init__(self, uid: int):
-        self.uid, self.seen = uid, {}
+        self.uid, self.seen, self.parent, self.children = uid, {}, {}, {}
 
     def sample(self) -> tuple[float, float]:
         """(CPU seconds so far, resident MB now)."""
-        held_kb = 0
+        held_kb, live = 0, {}
         for pid in processes_of(self.uid):
             try:
                 with open(f"/proc/{pid}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()  # after the name, which may hold spaces
                 with open(f"/proc/{pid}/smaps_rollup") as f:
                     held_kb += next((int(line.split()[1]) for line in f if line.startswith("Pss:")), 0)
+                ticks = [int(t) for t in fields[11:15]]  # utime, stime, cutime, cstime
+                live[pid] = (int(fields[1]), sum(ticks) / self.TICKS, sum(ticks[2:]) / self.TICKS)
             except (OSError, IndexError, ValueError):
                 continue
-            used = sum(int(t) for t in fields[11:15]) / self.TICKS  # utime, stime, cutime, cstime
+        self._fold(live)
+        for pid, (ppid, used, children) in live.items():
             self.seen[pid] = max(self.seen.get(pid, 0.0), used)
+            self.parent[pid], self.children[pid] = ppid, children
         return sum(self.seen.values()), held_kb / 1024
+
+    def _fold(self, live: dict) -> None:
+        """Forget the processes that have exited since the last sample where a live process's reaped
+        children's time grew by at least what they had used (a compiler's processes under inductor,
+        and theirs): counted there now. Where it did not grow so (they were reaped elsewhere: orphans
+        of a process that exited first), they still count as last seen."""
+        gone = {pid for pid in self.seen if pid not in live}
+        under: dict[int, list[int]] = {}  # live process: the exited processes below it
+        for pid in gone:
+            ancestor, chain = self.parent[pid], set()
+            while ancestor in gone and ancestor not in chain:
+                chain.add(ancestor)
+                ancestor = self.parent[ancestor]
+            if ancestor in live:
+                under.setdefault(ancestor, []).append(pid)
+        for ancestor, pids in under.items():
+            grew = live[ancestor][2] - self.children.get(ancestor, 0.0)
+            if sum(self.seen[pid] for pid in pids) <= grew + 1 / self.TICKS:
+                for pid in pids:
+                    del self.seen[pid]
 
 
 def become_subreaper() -> None:
@@ -553,7 +578,8 @@ def command(box: Box, start: int, limits) -> tuple[list[str], dict, Path, callab
     job, out = box.child_paths()
     if box.mode == "none":
         argv = [sys.executable, "-m", "makemore_wavenet.grader.child", job, out, str(start)]
-        return argv, _env(os.environ.get("HOME", str(box.tmp)), None), box.tmp, _rlimits(limits, nproc=False), ()
+        env = {**_env(os.environ.get("HOME", str(box.tmp)), None), "TORCHINDUCTOR_CACHE_DIR": str(box.tmp / "inductor")}
+        return argv, env, box.tmp, _rlimits(limits, nproc=False), ()
     code = bundle(box.given)
     python = ["-E", "-s", "-S", "-u", "-B", "-c", _boot(SANDBOX_ROOT["grader"], site_dirs())]
     if box.mode == "fallback":
@@ -616,8 +642,11 @@ def _boot(bundle_dir: str, sites: list[str]) -> str:
 
 def _setup(path: list[str]) -> str:
     """A sandboxed child's first lines, before any of the submission's code: install the seccomp
-    filter (`seccomp_filter`; no_new_privs is already set), then set the import path."""
-    return ("import sys, ctypes\n"
+    filter (`seccomp_filter`; no_new_privs is already set), then set the import path. The fallback's
+    runtime, reached through /proc/self/fd/N (`_runtime_fds`), is named by this process's pid instead:
+    the same descriptor, and a path that the compiler inductor runs (a compiled loss check) can open too,
+    as the same uid, where /proc/self/fd/N would be its own descriptors, without the runtime's."""
+    return ("import sys, ctypes, os\n"
             f"_program = {seccomp_filter()!r}\n"
             "if _program:\n"
             "    class _Prog(ctypes.Structure):\n"
@@ -629,7 +658,11 @@ def _setup(path: list[str]) -> str:
             "        raise SystemExit(f'[grader] no seccomp filter: errno {ctypes.get_errno()}')\n"
             "    del _Prog, _buffer, _prog, _prctl\n"
             "del _program\n"
-            f"sys.path[:] = {path!r}\n")
+            "_here = f'/proc/{os.getpid()}/'\n"
+            "for _name in ('prefix', 'base_prefix', 'exec_prefix', 'base_exec_prefix', 'executable'):\n"
+            "    setattr(sys, _name, getattr(sys, _name).replace('/proc/self/', _here))\n"
+            f"sys.path[:] = [p.replace('/proc/self/', _here) for p in {path!r}]\n"
+            "del _here, _name\n")
 
 
 # a seccomp filter for every sandboxed child: no user namespace of its own, in which it would be root
@@ -689,7 +722,8 @@ def _env(home: str, tmpdir: str | None) -> dict:
            "LOGNAME": "nobody", "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{tmpdir or home}/.matplotlib",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
     if tmpdir:
-        env["TMPDIR"] = tmpdir
+        # inductor's compiled code (a compiled loss check) in the sandbox's own temporary folder: one per call
+        env.update(TMPDIR=tmpdir, TORCHINDUCTOR_CACHE_DIR=f"{tmpdir}/inductor")
     else:  # no isolation: the grader's own environment, as before
         keep = ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR")
         env = {k: os.environ[k] for k in keep if k in os.environ}

@@ -248,13 +248,13 @@ def notebook_logits(recipe: dict, seed: int, names: str, block_size: int) -> dic
     model = _notebook_model()
     splits = load_splits(block_size, path=names)
     torch.manual_seed(seed)  # the batches follow the grader's seed, whatever ran before
-    _train(model, *splits["train"], recipe, whole_names=False)
+    model, _ = _train(model, *splits["train"], recipe, whole_names=False)
     X, Y = splits["val"]
     return {"logits": _logits(model, [X]), "targets": [Y], "params": sum(p.numel() for p in model.parameters())}
 
 
 def notebook_weights(recipe: dict, seed: int, train_x: torch.Tensor, train_y: torch.Tensor, lrs: torch.Tensor,
-                     agreement_x: torch.Tensor, inits: dict | None = None) -> dict:
+                     agreement_x: torch.Tensor, inits: dict | None = None, compiled: bool = False) -> dict:
     """The instructor's loss check of a lecture-style notebook: start its own `model` from the
     master's initial tensors of the lecture's model it has the shapes of (`inits`, by stage: see
     stage_weights), train it on the grader's train windows with the grader's recipe and loop, and
@@ -269,9 +269,9 @@ def notebook_weights(recipe: dict, seed: int, train_x: torch.Tensor, train_y: to
     if started is not None:
         _load_lecture_state(model.inner, inits[started]["state"])
         torch.set_rng_state(inits[started]["rng"])
-    _train(model, train_x, train_y, recipe, whole_names=False, lrs=lrs)
+    model, how = _train(model, train_x, train_y, recipe, whole_names=False, lrs=lrs, compiled=compiled)
     return {"state": _lecture_state(model.inner), "agreement": _logits(model, [agreement_x])[0],
-            "params": sum(p.numel() for p in model.parameters()), "started": started}
+            "params": sum(p.numel() for p in model.parameters()), "started": started, "training": how}
 
 
 def _notebook_model() -> NotebookModel:
@@ -329,17 +329,19 @@ def _notebook_lacks() -> str:
 
 def stage_weights(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, recipe: dict, lrs: torch.Tensor,
                   seed: int, model_config: dict, agreement_x: torch.Tensor, checkpoint: str = "",
-                  init: dict | None = None) -> dict:
+                  init: dict | None = None, compiled: bool = False) -> dict:
     """The instructor's loss check: build the submission's model from `model_config` (the fields of
     the configuration the submission reported, or its challenge entry's), start it from `init` (the
     master's initial tensors, {"state", "rng"}: every submission starts where the master does, and
     where the grader's own training of it starts, grader/replay.py), train it on the grader's train
     windows with the grader's recipe (a TrainConfig's fields; `lrs`, each step's learning rate) and
-    training loop; or load the student's checkpoint. Returns the trained tensors and the model's own
-    forward pass on `agreement_x`, never a loss: the parent evaluates the tensors with its own model
-    of the stage (grader/reference.py), and the child sees no val or test input."""
+    training loop (`compiled`: its forward and backward compiled, loop.train_with_torch); or load the
+    student's checkpoint. Returns the trained tensors, the model's own forward pass on `agreement_x`
+    and how it trained, never a loss: the parent evaluates the tensors with its own model of the
+    stage (grader/reference.py), and the child sees no val or test input."""
     from makemore_wavenet.stages import get_stage, load_model
 
+    how = ""
     if checkpoint:
         model, _ = load_model(checkpoint, device="cpu")
     else:
@@ -350,9 +352,10 @@ def stage_weights(stage: int, train_x: torch.Tensor, train_y: torch.Tensor, reci
         if init is not None:
             model.load_state(init["state"])
             torch.set_rng_state(init["rng"])  # where the master's batches begin, however the model drew
-        _train(model, train_x, train_y, recipe, config.whole_names, lrs)
+        model, how = _train(model, train_x, train_y, recipe, config.whole_names, lrs, compiled)
     agreement = _logits(model, [agreement_x])[0]
-    return {"state": {name: t.detach().clone() for name, t in model.state().items()}, "agreement": agreement}
+    return {"state": {name: t.detach().clone() for name, t in model.state().items()}, "agreement": agreement,
+            "training": how}
 
 
 def own_stage_logits(stage: int, schedule: str, names: str, seed: int, entry: str = "", runs: str = "",
@@ -376,24 +379,26 @@ def own_stage_logits(stage: int, schedule: str, names: str, seed: int, entry: st
     else:
         torch.manual_seed(seed)
         model = the_plan.stage.build_model(the_plan.model)
-        _train(model, *splits["train"], asdict(the_plan.recipe), the_plan.model.whole_names)
+        model, _ = _train(model, *splits["train"], asdict(the_plan.recipe), the_plan.model.whole_names)
     X, Y = splits["val"]
     return {"logits": _logits(model, [X]), "targets": [Y],
             "checkpoint": bool(ckpt and path)}
 
 
 def _train(model, train_x: torch.Tensor, train_y: torch.Tensor, recipe: dict, whole_names: bool,
-           lrs: torch.Tensor | None = None) -> None:
+           lrs: torch.Tensor | None = None, compiled: bool = False) -> tuple:
     """Train with the recipe (a TrainConfig's fields): in the instructor's grading with the
     instructor's loop (REFERENCE) and torch's optimizer, at the learning rates `lrs` the parent
-    computed; in the student's self-check with the student's own trainer, on its plain engine (the
-    fast engine computes the library's own layers, not the submission's code)."""
+    computed, compiled if asked; in the student's self-check with the student's own trainer, on its
+    plain engine (the fast engine computes the library's own layers, not the submission's code).
+    Returns the trained model (compiled training trains a copy) and how it trained."""
     if REFERENCE is not None:
-        REFERENCE.train_with_recipe(model, train_x, train_y, recipe, lrs, whole_names)
-        return
+        trained = REFERENCE.train_with_recipe(model, train_x, train_y, recipe, lrs, whole_names, compiled)
+        return trained.model, trained.describe()
     from makemore_wavenet.shared.trainer import TrainConfig, train
 
     train(model, train_x, train_y, TrainConfig(**recipe), engine="plain", whole_names=whole_names, progress=False)
+    return model, "eager"
 
 
 @torch.no_grad()

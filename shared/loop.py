@@ -3,13 +3,17 @@ learning rate of each step, the loss log, and BatchNorm's statistics recomputed 
 
 It imports nothing of the project (torch and tqdm only), so that the grader can load this one file
 of the instructor's edition on its own and train a submission's model with it (`train_with_torch`),
-without the rest of shared/, which holds the exercises' solutions. shared/trainer.py builds the
-lessons' training on it.
+without the rest of shared/, which holds the exercises' solutions: eagerly, or with the model's
+forward and backward compiled (`compiled_step`), held to eager's first steps. shared/trainer.py
+builds the lessons' training on it.
 """
 
 from __future__ import annotations
 
+import copy
 import time
+import traceback
+from contextlib import contextmanager
 from typing import Callable
 
 import torch
@@ -20,6 +24,8 @@ from tqdm.auto import tqdm
 LOG_EVERY = 1000  # steps between reads of the loss (progress bar, loss log)
 EVAL_BATCH = 8192  # examples a forward pass takes in evaluation: a whole split may not fit a GPU
 IGNORE = -100  # the target of a padding position (whole names are padded to the longest): cross-entropy skips it
+COMPILE_CHECK_STEPS = 20  # compiled training's first steps, trained eagerly as well to hold it to
+COMPILE_AGREEMENT = 1e-4  # how far apart the two may be in any of those steps' losses
 
 
 def window_batches(X: Tensor, Y: Tensor, batch_size: int, device) -> Callable[[], tuple[Tensor, Tensor]]:
@@ -101,7 +107,6 @@ def optimizer_step(model, optimizer: torch.optim.Optimizer, Xb: Tensor, Yb: Tens
     return loss.detach()
 
 
-@torch.no_grad()
 @torch.no_grad()  # statistics only: no graph (a part's activations for backward would take a gigabyte at stage 8)
 def recompute_batchnorm(model, X: Tensor, batch_size: int = 1024) -> None:
     """Set each BatchNorm's running statistics to its statistics over all of X: the lecture's
@@ -131,27 +136,159 @@ def recompute_batchnorm(model, X: Tensor, batch_size: int = 1024) -> None:
 
 
 def train_with_torch(model, X: Tensor, Y: Tensor, *, lrs: Tensor, batch_size: int, optimizer: str = "sgd",
-                     weight_decay: float = 0.0, whole_names: bool = False, recompute: bool = False) -> Tensor:
-    """Train `model` in place on (X, Y) with torch's optimizer, the learning rate of step i lrs[i]:
-    the trainer's math (shared/trainer.py's plain engine) with no code of the student's but the
-    model. The grader trains a submission's model with it."""
+                     weight_decay: float = 0.0, whole_names: bool = False, recompute: bool = False,
+                     compiled: bool = False) -> Training:
+    """Train `model` on (X, Y) with torch's optimizer, the learning rate of step i lrs[i]: the
+    trainer's math (shared/trainer.py's plain engine) with no code of the student's but the model.
+    The grader trains a submission's model with it. `compiled`: its forward and backward compiled
+    (`compiled_step`), once they agree with eager's; the model trained may then be a copy of `model`:
+    use the Training's."""
     params = model.parameters()
     for p in params:
         p.requires_grad_(True)
     device = params[0].device
-    opt = torch_optimizer(params, optimizer, float(lrs[0]), weight_decay)
     model.train()
     batch = (name_batches if whole_names else window_batches)(X, Y, batch_size, device)
-    losses = loop(lambda xb, yb, lr: optimizer_step(model, opt, xb, yb, lr), batch, len(lrs),
-                  lambda i: float(lrs[i]), device=device, progress=False)
+    lr_at = lambda i: float(lrs[i])  # noqa: E731
+    steps = len(lrs)
+    if compiled:
+        trained = _train_compiled(model, batch, lr_at, steps, device, optimizer, weight_decay)
+    else:
+        opt = torch_optimizer(params, optimizer, float(lrs[0]), weight_decay)
+        losses = loop(lambda xb, yb, lr: optimizer_step(model, opt, xb, yb, lr), batch, steps, lr_at, device=device,
+                      progress=False)
+        trained = Training(model, losses, "eager")
     if recompute:
-        recompute_batchnorm(model, X)
-    return losses
+        recompute_batchnorm(trained.model, X)
+    return trained
 
 
-def train_with_recipe(model, X: Tensor, Y: Tensor, recipe: dict, lrs: Tensor, whole_names: bool) -> Tensor:
+class Training:
+    """What train_with_torch leaves: the trained model, every step's loss (steps,), and the path that
+    trained it: "compiled", with its seconds of compiling (every graph), or "eager", with why, where
+    compiling was asked for. (No dataclass: the grader loads this file under a name of its own.)"""
+
+    def __init__(self, model, losses: Tensor, engine: str, compile_seconds: float = 0.0, why_eager: str = ""):
+        self.model, self.losses, self.engine = model, losses, engine
+        self.compile_seconds, self.why_eager = compile_seconds, why_eager
+
+    def describe(self) -> str:
+        if self.engine == "compiled":
+            return f"compiled ({self.compile_seconds:.0f} s of compiling)"
+        return f"eager ({self.why_eager})" if self.why_eager else "eager"
+
+
+def compiled_step(model, params: list[Tensor], opt: torch.optim.Optimizer) -> Callable:
+    """step(xb, yb, lr) -> loss: the model's forward, its loss and its gradients as torch.compile
+    graphs (dynamo traces torch.autograd.grad; graph breaks are allowed), then the update outside
+    them, with torch's optimizer as the eager step's, so that the math is the student's code and
+    torch's update. Shapes may vary (whole names): a second shape compiles a graph of any size."""
+    def loss_and_grads(xb: Tensor, yb: Tensor):
+        loss = cross_entropy(model(xb), yb)
+        # retain_graph: a layer may keep its output (the lecture's `.out`), which still holds the graph
+        return loss.detach(), torch.autograd.grad(loss, params, retain_graph=True)
+
+    graph = torch.compile(loss_and_grads)
+
+    def step(xb: Tensor, yb: Tensor, lr: float) -> Tensor:
+        loss, grads = graph(xb, yb)
+        for p, g in zip(params, grads):
+            p.grad = g
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.step()
+        return loss
+
+    return step
+
+
+def _train_compiled(model, batch: Callable, lr_at: Callable, steps: int, device, optimizer: str,
+                    weight_decay: float) -> Training:
+    """The first COMPILE_CHECK_STEPS steps eagerly on `model` and compiled on a copy of it, on the same
+    batches; the copy trains on compiled when their losses agree within COMPILE_AGREEMENT, `model`
+    on eagerly otherwise (compiling failed, or the two disagree), the Training saying why."""
+    check = min(COMPILE_CHECK_STEPS, steps)
+    start = torch.get_rng_state()
+    try:
+        twin = copy.deepcopy(model)
+    except Exception as err:  # a model that cannot be copied cannot be held to eager's steps: train it eagerly
+        return _eager_from(model, batch, lr_at, 0, steps, device, optimizer, weight_decay,
+                           f"the model cannot be copied to check its compiled steps: {_short(err)}")
+    opt = torch_optimizer(model.parameters(), optimizer, lr_at(0), weight_decay)
+    eager = loop(lambda xb, yb, lr: optimizer_step(model, opt, xb, yb, lr), batch, check, lr_at, device=device,
+                 progress=False)
+    after = torch.get_rng_state()
+    torch.set_rng_state(start)
+    try:
+        with _compiling():
+            params = twin.parameters()
+            step = compiled_step(twin, params, torch_optimizer(params, optimizer, lr_at(0), weight_decay))
+            first = loop(step, batch, check, lr_at, device=device, progress=False)
+            why = _disagreement(eager, first)
+            if not why:
+                rest = loop(step, batch, steps - check, lambda i: lr_at(i + check), device=device, progress=False)
+            seconds = _compile_seconds()
+    except Exception as err:  # torch.compile could not compile or run it: eager trains it, and says so
+        why = f"compiling failed: {_short(err)}"
+        traceback.print_exc()  # the whole of it, for the log
+    if why:
+        torch.set_rng_state(after)
+        return _eager_from(model, batch, lr_at, check, steps, device, optimizer, weight_decay, why, eager, opt)
+    return Training(twin, torch.cat([first, rest]), "compiled", seconds)
+
+
+def _eager_from(model, batch, lr_at, done: int, steps: int, device, optimizer: str, weight_decay: float, why: str,
+                first: Tensor | None = None, opt: torch.optim.Optimizer | None = None) -> Training:
+    """Eager training of `model` from step `done` on (its optimizer `opt` as those steps left it)."""
+    opt = opt or torch_optimizer(model.parameters(), optimizer, lr_at(0), weight_decay)
+    rest = loop(lambda xb, yb, lr: optimizer_step(model, opt, xb, yb, lr), batch, steps - done,
+                lambda i: lr_at(i + done), device=device, progress=False)
+    return Training(model, rest if first is None else torch.cat([first, rest]), "eager", why_eager=why)
+
+
+def _disagreement(eager: Tensor, compiled: Tensor) -> str:
+    gap = (eager - compiled).abs().max().item()
+    if gap <= COMPILE_AGREEMENT:  # NaN disagrees
+        return ""
+    return (f"its compiled steps' losses differ from its eager steps' by up to {gap:.2g} in the first "
+            f"{len(eager)} (allowed {COMPILE_AGREEMENT:g})")
+
+
+@contextmanager
+def _compiling():
+    """torch.compile's settings for training a model: autograd traced into the graph; an error, not
+    eager in silence, where the model needs more graphs than dynamo keeps; random draws by torch's own
+    generator, as eager draws them (inductor's are its own), so that the compiled training draws what
+    the eager one does; the compile on this process's one thread. Graphs compiled for another model
+    (an earlier stage's, in the same process) are dropped first: they count towards that limit."""
+    import torch._dynamo
+    import torch._inductor.config
+
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(trace_autograd_ops=True, fail_on_recompile_limit_hit=True), \
+            torch._inductor.config.patch(fallback_random=True, compile_threads=1):
+        yield
+
+
+def _compile_seconds() -> float:
+    """Seconds torch.compile has spent compiling in this process since _compiling's reset (0 where
+    torch keeps no such record: a report's figure, never a reason to train eagerly)."""
+    try:
+        from torch._dynamo.utils import compilation_time_metrics
+
+        return sum(sum(times) for name, times in compilation_time_metrics.items() if name.endswith("compile_inner"))
+    except Exception:
+        return 0.0
+
+
+def _short(err: BaseException) -> str:
+    return f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}"
+
+
+def train_with_recipe(model, X: Tensor, Y: Tensor, recipe: dict, lrs: Tensor, whole_names: bool,
+                      compiled: bool = False) -> Training:
     """train_with_torch with a recipe's fields (a TrainConfig as a dict): how the grader trains a
     submission's model in the child, and its own model beside it, alike."""
     return train_with_torch(model, X, Y, lrs=lrs, batch_size=recipe["batch_size"], optimizer=recipe["optimizer"],
                             weight_decay=recipe["weight_decay"], whole_names=whole_names,
-                            recompute=recipe["recompute_batchnorm"])
+                            recompute=recipe["recompute_batchnorm"], compiled=compiled)

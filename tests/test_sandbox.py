@@ -701,6 +701,23 @@ def test_a_sandbox_is_held_to_its_share_of_the_machine_as_a_whole(tmp_path, mode
     assert named(marker) == [] and named(marker, zombies=True) == []
 
 
+COMPILER = """
+import subprocess
+for _ in range(6):  # as inductor runs g++, and g++ its cc1plus: one process after another, each a second busy
+    subprocess.run(["/bin/sh", "-c", "sh -c 'i=0; while [ $i -lt 1200000 ]; do i=$((i+1)); done'; true"])
+"""
+
+
+@pytest.mark.parametrize("mode", SANDBOXES)
+def test_a_compilers_processes_one_after_another_count_once(tmp_path, mode):
+    """A compiled loss check runs a compiler: processes that each exit, reaped by their parents, whose
+    time then shows in their parents' reaped children's. One core's work is counted as one core's
+    (before, a process seen alive and then in its parent's children's time counted twice, and stopped
+    the check as 2 cores busy)."""
+    outcomes, _ = run_calls(hostile(tmp_path, COMPILER), flatten_calls(), Limits(seconds=60, isolation=sandbox(mode)))
+    assert outcomes[0].status == "ok", outcomes[0]
+
+
 FILL_TMP = """
 import os
 for i in range(3):  # each file under the size limit of one file, together over a folder's

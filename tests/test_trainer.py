@@ -234,7 +234,7 @@ def test_the_graders_loop_trains_exactly_as_the_trainer(stage, recipe, splits_of
             lrs = torch.tensor([recipe.lr_at(i) for i in range(recipe.steps)], dtype=torch.float64)
             losses = train_with_torch(model, X, Y, lrs=lrs, batch_size=recipe.batch_size, optimizer=recipe.optimizer,
                                       weight_decay=recipe.weight_decay, whole_names=s.config.whole_names,
-                                      recompute=recipe.recompute_batchnorm)
+                                      recompute=recipe.recompute_batchnorm).losses
         norms = [t for m in model.modules() if isinstance(m, BatchNorm1d) for t in (m.running_mean, m.running_var)]
         runs.append([losses, *model.parameters(), *norms])
     assert all(torch.equal(a, b) for a, b in zip(*runs))

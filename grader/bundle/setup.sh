@@ -12,8 +12,9 @@ export MAKEMORE_CACHE="$SOURCE/cache"  # names.txt and the grader's own training
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ "${SKIP_APT:-0}" != 1 ]; then
     apt-get update
-    # bubblewrap: the sandbox, where the container lets it run (the grader falls back to a uid of its own)
-    apt-get install -y --no-install-recommends python3 python3-venv python3-pip bubblewrap util-linux
+    # bubblewrap: the sandbox, where the container lets it run (the grader falls back to a uid of its own);
+    # g++ and Python's headers: the full schedule's loss checks compile the submission's model (eager without)
+    apt-get install -y --no-install-recommends python3 python3-venv python3-pip python3-dev g++ bubblewrap util-linux
 fi
 python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install "torch==@TORCH@" ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
