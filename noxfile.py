@@ -102,8 +102,9 @@ def bench(session: nox.Session) -> None:
     once against one; stage 7's time per prediction against stage 6's; what isolation costs, against
     an explicit `--isolation none` in the same run: seconds per sandboxed child, and a class's grading
     throughput from source (4 copies of the master, stages 1 and 4, quick schedule, --retrain; as
-    root, for the sandboxes to run). `nox -s bench -- --stages 1 6` passes options to the first;
-    `python benchmarks/grading_throughput.py --help` says how to grade more students or stages."""
+    root, for the sandboxes to run); a loss check trained compiled against eager (stage 6's on the
+    full schedule, alone and for a class of 4: about 25 minutes). `nox -s bench -- --stages 1 6`
+    passes options to the first; each script's --help says how to measure more."""
     instructor_only(session)
     install(session)
     session.run("python", "benchmarks/trainer_vs_lecture_loop.py", *session.posargs, env=names_env())
@@ -111,6 +112,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/per_position.py", env=names_env())
     session.run("python", "benchmarks/isolation_cost.py", env=names_env())
     session.run("python", "benchmarks/grading_throughput.py", env=names_env())
+    session.run("python", "benchmarks/compiled_grading.py", env=names_env())
 
 
 @nox.session
