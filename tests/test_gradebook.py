@@ -1,4 +1,4 @@
-"""A class of 20 submissions graded from checkpoints (the public tier: the hidden tier always
+"""A class of 12 submissions graded from checkpoints (the public tier: the hidden tier always
 retrains, test_trusted_evaluation), some crashing, hanging or cheating: every report is stored, the
 honest ones are scored right, and the leaderboards read the gradebook."""
 
@@ -23,6 +23,7 @@ from makemore_wavenet.stages import get_stage, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 GRADED = (1, 2)
+CLASS = 12  # submissions: the BROKEN ones, a forged checkpoint, and honest ones
 
 BROKEN = {  # student: (file, old, new), each a way to crash, hang or cheat
     "crash-syntax": ("shared/layers.py", "class Tanh(Module):", "class Tanh(Module)"),
@@ -56,7 +57,7 @@ def checkpoints(tmp_path_factory, splits_by_block):
 def classroom(tmp_path_factory, checkpoints):
     folder = tmp_path_factory.mktemp("class")
     runs, _ = checkpoints
-    honest = [f"honest-{i:02d}" for i in range(20 - len(BROKEN) - 1)]
+    honest = [f"honest-{i:02d}" for i in range(CLASS - len(BROKEN) - 1)]
     for student in honest + list(BROKEN) + ["cheat-forged-checkpoint"]:
         root = folder / student
         for name in ("shared", "stages"):
@@ -84,16 +85,16 @@ def graded(classroom, tmp_path_factory):
     folder, honest = classroom
     book = Gradebook(tmp_path_factory.mktemp("book") / "gradebook.db")
     start = time.perf_counter()
-    options = Options(tier="public", schedule="quick", stages=GRADED, limits=Limits(seconds=15), training_seconds=15)
+    options = Options(tier="public", schedule="quick", stages=GRADED, limits=Limits(seconds=10), training_seconds=10)
     stored = grade_many(find_submissions(folder), book, options, cohort="2026", progress=False)
-    print(f"\n20 submissions (stages {GRADED}, public tier, from checkpoints) graded in "
+    print(f"\n{CLASS} submissions (stages {GRADED}, public tier, from checkpoints) graded in "
           f"{time.perf_counter() - start:.1f} s")
     return book, dict(stored), honest
 
 
 def test_every_report_is_stored(graded):
     book, stored, _ = graded
-    assert len(stored) == 20 and book.count() == 20
+    assert len(stored) == CLASS and book.count() == CLASS
 
 
 def test_honest_submissions_are_scored_right(graded, checkpoints):
@@ -157,7 +158,7 @@ def test_leaderboards_rank_pseudonyms(graded):
     assert "| student" in text  # the forged checkpoint's untrained model failed its loss check: not ranked
     assert book.pseudonym("cheat-forged-checkpoint") not in {row[1] for row in boards[0]["rows"]}
     rows = list(csv.reader(io.StringIO(render(boards, "csv"))))
-    assert rows[0] == ["stage", "board", "split", "rank", "student", "cohort", "loss"] and len(rows) > 20
+    assert rows[0] == ["stage", "board", "split", "rank", "student", "cohort", "loss"] and len(rows) > 2 * len(honest)
 
 
 def test_leaderboard_command(graded, capsys):
