@@ -45,11 +45,13 @@ def names_env() -> dict:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite (pass pytest options after --, e.g. `nox -- -k layers`)."""
+    """Run the test suite, its files on 2 workers (pass pytest options after --, e.g. `nox -- -k layers`;
+    `nox -- -n 0` for one process)."""
     instructor_only(session)
     install(session, "test")
-    # `python -m`: the venv's python, which sees the project, even when pytest is the system's
-    session.run("python", "-m", "pytest", *session.posargs, env=names_env())
+    # `python -m`: the venv's python, which sees the project, even when pytest is the system's. Whole files
+    # to a worker (loadfile): a file's module fixtures (a graded class, the edition) are built once
+    session.run("python", "-m", "pytest", "-n", "2", "--dist", "loadfile", *session.posargs, env=names_env())
 
 
 @nox.session

@@ -85,7 +85,7 @@ class Cheat:
 
 @pytest.mark.parametrize("how, says", [("disagree", "losses differ from its eager steps' by up to"),
                                        ("no compiler", "compiling failed: InductorError: InvalidCxxCompiler")])
-def test_a_model_that_trains_otherwise_compiled_or_does_not_compile_trains_eagerly(stage2, how, says, monkeypatch):
+def test_a_model_that_trains_otherwise_compiled_or_does_not_compile_trains_eagerly(stage2, how, says):
     """Compiling is held to eager's first COMPILE_CHECK_STEPS steps: a forward that computes otherwise
     under torch.compile (a hostile one that would train one model for the check and another for the
     rest), or one that does not compile (here: a machine whose C++ compiler fails), is trained eagerly
@@ -93,11 +93,11 @@ def test_a_model_that_trains_otherwise_compiled_or_does_not_compile_trains_eager
     given."""
     model, X, Y = stage2
     scale = 1.0 + secrets.randbelow(10**6) / 10**9  # in the kernels' source: none compiled before
-    if how == "no compiler":
-        monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (None, "/bin/false"))
     eager = _train(Cheat(copy.deepcopy(model), how, scale), X, Y, compiled=False)
     given = Cheat(copy.deepcopy(model), how, scale)
-    fell_back = _train(given, X, Y, compiled=True)
+    compiler = (None, "/bin/false") if how == "no compiler" else torch._inductor.config.cpp.cxx
+    with torch._inductor.config.patch({"cpp.cxx": compiler}):
+        fell_back = _train(given, X, Y, compiled=True)
     assert fell_back.engine == "eager" and says in fell_back.why_eager, fell_back.why_eager
     assert fell_back.describe() == f"eager ({fell_back.why_eager})"
     assert fell_back.model is given
@@ -119,27 +119,15 @@ def test_a_model_that_cannot_be_copied_trains_eagerly(stage2):
 
 # --- the grader's loss check, compiled, in its sandbox ---
 
-def _graded(submission, mode: str):
-    options = Options(stages=(2,), retrain=True, training="compiled", limits=Limits(isolation=sandbox(mode)))
-    report = grade(submission, options)
-    [row] = [r for r in report.results if r.check.startswith("val loss")]
-    return report, row
-
-
-def test_a_compiled_loss_check_runs_in_the_fallbacks_sandbox_and_its_row_says_so(tmp_path):
-    """The fallback's child reaches Python through a descriptor: the compiler inductor runs reaches
-    its headers through the same one (by the child's pid). The master's submission trains compiled in
-    its sandbox, its inductor cache in the sandbox's own folder, and the row says so."""
-    report, row = _graded(ROOT, "fallback")
-    assert report.isolation == "fallback"
-    assert row.status == "pass" and "the submission's training: compiled (" in row.message, row.message
-
-
-def test_a_model_that_trains_otherwise_compiled_is_followed_eagerly_by_the_graders_own_training(tmp_path,
-                                                                                                   monkeypatch):
-    """A submission whose layer computes otherwise under torch.compile (so that the compiled check and
-    the training would differ) trains eagerly in its sandbox, its row says why, and the grader's own
-    training, compiled beside it, is trained again eagerly, as the child's was: the two then agree."""
+def test_compiled_loss_checks_in_the_sandbox_each_say_their_path_and_the_grader_follows_it(tmp_path, monkeypatch):
+    """One grading, in the fallback's sandbox, of a submission whose Flatten (stage 2's layer, not
+    stage 1's) computes otherwise under torch.compile, as a hostile one would, to train one model
+    for the check and another for the grade:
+    - stage 1 trains compiled in the sandbox (its child reaches Python, and the compiler inductor
+      runs reaches the headers, through the child's descriptor, by its pid), and its row says so;
+    - stage 2's compiled steps disagree with eager's: it trains eagerly and its row says why; the
+      grader's own training of it, compiled beside the child's, is trained again eagerly, as the
+      child's was, and the two agree."""
     submission = hostile(tmp_path, "if torch.compiler.is_compiling():\n    x = x.flip(-1)")  # BatchNorm undoes a scale
     asked = []
     real = replay.Replay
@@ -149,10 +137,14 @@ def test_a_model_that_trains_otherwise_compiled_is_followed_eagerly_by_the_grade
         return real(jobs)
 
     monkeypatch.setattr(replay, "Replay", recorded)
-    report, row = _graded(submission, "bwrap")
-    assert row.status == "pass", row.message
-    assert "the submission's training: eager (its compiled steps' losses differ" in row.message, row.message
-    assert asked == [[True], [False]]
+    options = Options(stages=(1, 2), retrain=True, training="compiled", limits=Limits(isolation=sandbox("fallback")))
+    report = grade(submission, options)
+    assert report.isolation == "fallback"
+    rows = {r.stage: r for r in report.results if r.check.startswith("val loss")}
+    assert rows[1].status == "pass" and "the submission's training: compiled (" in rows[1].message, rows[1].message
+    assert rows[2].status == "pass", rows[2].message
+    assert "the submission's training: eager (its compiled steps' losses differ" in rows[2].message, rows[2].message
+    assert asked == [[True, True], [False]]
 
 
 @pytest.mark.parametrize("value, compiled", [
