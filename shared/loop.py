@@ -154,10 +154,8 @@ def train_with_torch(model, X: Tensor, Y: Tensor, *, lrs: Tensor, batch_size: in
     if compiled:
         trained = _train_compiled(model, batch, lr_at, steps, device, optimizer, weight_decay)
     else:
-        opt = torch_optimizer(params, optimizer, float(lrs[0]), weight_decay)
-        losses = loop(lambda xb, yb, lr: optimizer_step(model, opt, xb, yb, lr), batch, steps, lr_at, device=device,
-                      progress=False)
-        trained = Training(model, losses, "eager")
+        opt = torch_optimizer(params, optimizer, lr_at(0), weight_decay)
+        trained = Training(model, _eager_steps(model, opt, batch, lr_at, 0, steps, device), "eager")
     if recompute:
         recompute_batchnorm(trained.model, X)
     return trained
@@ -209,14 +207,13 @@ def _train_compiled(model, batch: Callable, lr_at: Callable, steps: int, device,
     on eagerly otherwise (compiling failed, or the two disagree), the Training saying why."""
     check = min(COMPILE_CHECK_STEPS, steps)
     start = torch.get_rng_state()
+    opt = torch_optimizer(model.parameters(), optimizer, lr_at(0), weight_decay)
     try:
         twin = copy.deepcopy(model)
     except Exception as err:  # a model that cannot be copied cannot be held to eager's steps: train it eagerly
-        return _eager_from(model, batch, lr_at, 0, steps, device, optimizer, weight_decay,
-                           f"the model cannot be copied to check its compiled steps: {_short(err)}")
-    opt = torch_optimizer(model.parameters(), optimizer, lr_at(0), weight_decay)
-    eager = loop(lambda xb, yb, lr: optimizer_step(model, opt, xb, yb, lr), batch, check, lr_at, device=device,
-                 progress=False)
+        return Training(model, _eager_steps(model, opt, batch, lr_at, 0, steps, device), "eager",
+                        why_eager=f"the model cannot be copied to check its compiled steps: {_short(err)}")
+    eager = _eager_steps(model, opt, batch, lr_at, 0, check, device)
     after = torch.get_rng_state()
     torch.set_rng_state(start)
     try:
@@ -233,17 +230,15 @@ def _train_compiled(model, batch: Callable, lr_at: Callable, steps: int, device,
         traceback.print_exc()  # the whole of it, for the log
     if why:
         torch.set_rng_state(after)
-        return _eager_from(model, batch, lr_at, check, steps, device, optimizer, weight_decay, why, eager, opt)
+        rest = _eager_steps(model, opt, batch, lr_at, check, steps, device)
+        return Training(model, torch.cat([eager, rest]), "eager", why_eager=why)
     return Training(twin, torch.cat([first, rest]), "compiled", seconds)
 
 
-def _eager_from(model, batch, lr_at, done: int, steps: int, device, optimizer: str, weight_decay: float, why: str,
-                first: Tensor | None = None, opt: torch.optim.Optimizer | None = None) -> Training:
-    """Eager training of `model` from step `done` on (its optimizer `opt` as those steps left it)."""
-    opt = opt or torch_optimizer(model.parameters(), optimizer, lr_at(0), weight_decay)
-    rest = loop(lambda xb, yb, lr: optimizer_step(model, opt, xb, yb, lr), batch, steps - done,
+def _eager_steps(model, opt: torch.optim.Optimizer, batch, lr_at, done: int, steps: int, device) -> Tensor:
+    """Steps done..steps-1 of eager training of `model` with `opt` (as the steps before left it): their losses."""
+    return loop(lambda xb, yb, lr: optimizer_step(model, opt, xb, yb, lr), batch, steps - done,
                 lambda i: lr_at(i + done), device=device, progress=False)
-    return Training(model, rest if first is None else torch.cat([first, rest]), "eager", why_eager=why)
 
 
 def _disagreement(eager: Tensor, compiled: Tensor) -> str:
