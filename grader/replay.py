@@ -142,8 +142,9 @@ class Replay:
             self.out = folder / "out.pt"
             # the stage packages this process finds, a folder added beside the course's included
             torch.save({"stage_paths": list(stages.__path__), "jobs": jobs}, folder / "jobs.pt")
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",  # the child's one thread
-                   "TORCHINDUCTOR_CACHE_DIR": str(_inductor_cache())}
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # the child's one thread
+            if any(job.get("compiled") for job in jobs):  # only then a cache folder (a fresh one, where ours is not)
+                env["TORCHINDUCTOR_CACHE_DIR"] = str(_inductor_cache())
             self.process = subprocess.Popen([sys.executable, "-m", __name__, str(folder / "jobs.pt"), str(self.out)],
                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
 
